@@ -1,0 +1,176 @@
+//! Parsing the attribute's `key = value` arguments.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
+
+const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`";
+
+/// Spring's ack modes, as the runtime's `AckMode` variants.
+const ACK_MODES: &[(&str, &str)] = &[
+    ("record", "Record"),
+    ("batch", "Batch"),
+    ("time", "Time"),
+    ("count", "Count"),
+    ("count_time", "CountTime"),
+    ("manual", "Manual"),
+    ("manual_immediate", "ManualImmediate"),
+];
+
+/// The parsed attribute.
+pub(crate) struct ListenerArgs {
+    pub(crate) topics: Vec<LitStr>,
+    pub(crate) group: Option<LitStr>,
+    pub(crate) id: Option<LitStr>,
+    pub(crate) concurrency: Option<LitInt>,
+    /// The `AckMode` variant name, spanned at the user's string.
+    pub(crate) ack_mode: Option<Ident>,
+    pub(crate) auto_startup: Option<LitBool>,
+}
+
+struct Arg {
+    key: Ident,
+    value: Expr,
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let value: Expr = input.parse()?;
+        Ok(Arg { key, value })
+    }
+}
+
+impl Parse for ListenerArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let args = Punctuated::<Arg, Token![,]>::parse_terminated(input)?;
+        let mut parsed = ListenerArgs {
+            topics: Vec::new(),
+            group: None,
+            id: None,
+            concurrency: None,
+            ack_mode: None,
+            auto_startup: None,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for Arg { key, value } in args {
+            let name = key.to_string();
+            if seen.contains(&name) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("duplicate key `{name}`"),
+                ));
+            }
+            seen.push(name.clone());
+            match name.as_str() {
+                "topics" => parsed.topics = topics(&value)?,
+                "group" => parsed.group = Some(non_empty(string(&value, "group")?)?),
+                "id" => parsed.id = Some(non_empty(string(&value, "id")?)?),
+                "concurrency" => parsed.concurrency = Some(concurrency(&value)?),
+                "ack_mode" => parsed.ack_mode = Some(ack_mode(&value)?),
+                "auto_startup" => match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(b), ..
+                    }) => parsed.auto_startup = Some(b.clone()),
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "`auto_startup` takes `true` or `false`",
+                        ))
+                    }
+                },
+                _ => {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown key `{name}`; expected one of {KEYS}"),
+                    ))
+                }
+            }
+        }
+        if parsed.topics.is_empty() {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "missing `topics`: name the topic(s) to consume, e.g. #[kafka_listener(topics = \"user-events\")]",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+fn string(value: &Expr, key: &str) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.clone()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes a string literal"),
+        )),
+    }
+}
+
+fn non_empty(value: LitStr) -> syn::Result<LitStr> {
+    if value.value().trim().is_empty() {
+        return Err(syn::Error::new(value.span(), "must not be empty"));
+    }
+    Ok(value)
+}
+
+fn topics(value: &Expr) -> syn::Result<Vec<LitStr>> {
+    let list = match value {
+        Expr::Array(ExprArray { elems, .. }) => elems
+            .iter()
+            .map(|e| string(e, "topics").and_then(non_empty))
+            .collect::<syn::Result<Vec<_>>>()?,
+        other => vec![non_empty(string(other, "topics").map_err(|_| {
+            syn::Error::new_spanned(other, "`topics` takes a string or a list of strings")
+        })?)?],
+    };
+    if list.is_empty() {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`topics` needs at least one topic",
+        ));
+    }
+    Ok(list)
+}
+
+fn concurrency(value: &Expr) -> syn::Result<LitInt> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        }) => match n.base10_parse::<u32>() {
+            Ok(0) | Err(_) => Err(syn::Error::new(
+                n.span(),
+                "`concurrency` takes a whole number of at least 1",
+            )),
+            Ok(_) => Ok(n.clone()),
+        },
+        other => Err(syn::Error::new_spanned(
+            other,
+            "`concurrency` takes a whole number of at least 1",
+        )),
+    }
+}
+
+fn ack_mode(value: &Expr) -> syn::Result<Ident> {
+    let text = string(value, "ack_mode")?;
+    let wanted = text.value().to_ascii_lowercase().replace('-', "_");
+    ACK_MODES
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, variant)| Ident::new(variant, text.span()))
+        .ok_or_else(|| {
+            let names: Vec<&str> = ACK_MODES.iter().map(|(name, _)| *name).collect();
+            syn::Error::new(
+                text.span(),
+                format!(
+                    "unknown ack mode `{}`; expected one of {}",
+                    text.value(),
+                    names.join(", ")
+                ),
+            )
+        })
+}

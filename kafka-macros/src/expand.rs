@@ -1,0 +1,231 @@
+//! Code generation: the handler's invoker, its startup check, and its registration.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
+
+use crate::attr::ListenerArgs;
+
+pub(crate) fn kafka_listener(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote!(#item #error);
+        }
+    };
+    match expand(args, &function) {
+        Ok(tokens) => tokens,
+        // Keep the function as written, so that its body still type-checks and IDEs keep working.
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#function #error)
+        }
+    }
+}
+
+struct Argument<'a> {
+    name: String,
+    ty: &'a Type,
+}
+
+fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
+    let args: ListenerArgs = syn::parse2(args)?;
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            "`#[kafka_listener]` functions must be `async fn`",
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            &sig.generics,
+            "`#[kafka_listener]` functions must not be generic: each argument's extractor is chosen from its concrete type",
+        ));
+    }
+    let arguments = arguments(function)?;
+
+    let name = &sig.ident;
+    let invoke = format_ident!("__kafka_listener_invoke_{}", name);
+    let check = format_ident!("__kafka_listener_check_{}", name);
+    let vars: Vec<_> = (0..arguments.len())
+        .map(|i| format_ident!("__arg{}", i))
+        .collect();
+
+    let extractions = arguments.iter().zip(&vars).map(|(argument, var)| {
+        let ty = argument.ty;
+        let arg_name = &argument.name;
+        let extract = quote_spanned! {ty.span()=>
+            ::kafka_runtime::__private::extract::<#ty>(__ctx)
+        };
+        quote! {
+            let #var = match #extract {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(rejection) => {
+                    return ::kafka_runtime::__private::Invocation::Rejected(rejection.for_argument(#arg_name));
+                }
+            };
+        }
+    });
+    let payload_checks = arguments.iter().filter_map(|argument| {
+        let inner = payload_type(argument.ty)?;
+        Some(quote_spanned! {inner.span()=>
+            const _: () = ::kafka_runtime::__private::assert_deserializable::<#inner>();
+        })
+    });
+    let types: Vec<&Type> = arguments.iter().map(|a| a.ty).collect();
+    let call_result = match &sig.output {
+        ReturnType::Default => quote!(__result),
+        ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
+            ::kafka_runtime::__private::IntoHandlerResult::into_handler_result(__result)
+        },
+    };
+    let call_result = if matches!(sig.output, ReturnType::Default) {
+        quote!({
+            let () = __result;
+            ::core::result::Result::Ok(())
+        })
+    } else {
+        call_result
+    };
+
+    let name_str = name.to_string();
+    let id = match &args.id {
+        Some(id) => quote!(#id),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #name_str)),
+    };
+    let topics = &args.topics;
+    let group = option(args.group.as_ref().map(|g| quote!(#g)));
+    let concurrency = option(args.concurrency.as_ref().map(|c| quote!(#c)));
+    let ack_mode = option(
+        args.ack_mode
+            .as_ref()
+            .map(|variant| quote!(::kafka_runtime::__private::AckMode::#variant)),
+    );
+    let auto_startup = match &args.auto_startup {
+        Some(value) => quote!(#value),
+        None => quote!(true),
+    };
+
+    Ok(quote! {
+        #function
+
+        #(#payload_checks)*
+
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        fn #invoke(
+            __ctx: &mut ::kafka_runtime::__private::RecordContext,
+        ) -> ::kafka_runtime::__private::Invocation {
+            #(#extractions)*
+            ::kafka_runtime::__private::Invocation::Run(::std::boxed::Box::pin(async move {
+                let __result = #name(#(#vars),*).await;
+                #call_result
+            }))
+        }
+
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        fn #check(
+            __app: &::kafka_runtime::AppContext,
+        ) -> ::core::result::Result<(), ::std::string::String> {
+            #(<#types as ::kafka_runtime::__private::FromRecord>::check(__app)?;)*
+            ::core::result::Result::Ok(())
+        }
+
+        ::kafka_runtime::__private::inventory::submit! {
+            ::kafka_runtime::__private::ListenerRegistration::new(
+                #id,
+                ::core::concat!(::core::module_path!(), "::", #name_str),
+                &[#(#topics),*],
+                #group,
+                #concurrency,
+                #ack_mode,
+                #auto_startup,
+                false #(|| <#types as ::kafka_runtime::__private::FromRecord>::TAKES_ACK)*,
+                #invoke,
+                #check,
+            )
+        }
+    })
+}
+
+fn option(value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// The arguments, with the checks that need the syntax: no `self`, no `impl Trait`, one `Ack`.
+fn arguments(function: &ItemFn) -> syn::Result<Vec<Argument<'_>>> {
+    let mut arguments = Vec::new();
+    let mut ack_seen = false;
+    for (index, input) in function.sig.inputs.iter().enumerate() {
+        let typed = match input {
+            FnArg::Receiver(receiver) => {
+                return Err(syn::Error::new_spanned(
+                    receiver,
+                    "`#[kafka_listener]` must be on a free function, not a method: there is no `self` to call it on",
+                ))
+            }
+            FnArg::Typed(typed) => typed,
+        };
+        if let Type::ImplTrait(ty) = &*typed.ty {
+            return Err(syn::Error::new_spanned(
+                ty,
+                "`#[kafka_listener]` arguments need concrete types, not `impl Trait`",
+            ));
+        }
+        if last_segment(&typed.ty).is_some_and(|s| s.ident == "Ack") {
+            if ack_seen {
+                return Err(syn::Error::new_spanned(
+                    &typed.ty,
+                    "only one `Ack` argument: a record is acknowledged once",
+                ));
+            }
+            ack_seen = true;
+        }
+        arguments.push(Argument {
+            name: pattern_name(&typed.pat).unwrap_or_else(|| format!("#{}", index + 1)),
+            ty: &typed.ty,
+        });
+    }
+    Ok(arguments)
+}
+
+/// `event` for `event: T`, `Payload(event): ...`, `mut event: T`.
+fn pattern_name(pat: &Pat) -> Option<String> {
+    match pat {
+        Pat::Ident(ident) => Some(ident.ident.to_string()),
+        Pat::TupleStruct(tuple) if tuple.elems.len() == 1 => {
+            tuple.elems.first().and_then(pattern_name)
+        }
+        Pat::Reference(reference) => pattern_name(&reference.pat),
+        _ => None,
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last(),
+        _ => None,
+    }
+}
+
+/// `T` of `Payload<T>`.
+fn payload_type(ty: &Type) -> Option<&Type> {
+    let segment = last_segment(ty)?;
+    if segment.ident != "Payload" {
+        return None;
+    }
+    match &segment.arguments {
+        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
+            GenericArgument::Type(inner) => Some(inner),
+            _ => None,
+        }),
+        _ => None,
+    }
+}

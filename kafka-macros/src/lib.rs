@@ -1,0 +1,28 @@
+//! The `#[kafka_listener]` attribute of `kafka-runtime`. Use it through `kafka_runtime`, which
+//! re-exports it; the generated code refers to `::kafka_runtime`.
+
+mod attr;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Registers an async function as a Kafka listener.
+///
+/// ```ignore
+/// #[kafka_listener(topics = "user-events", group = "my-consumer-group", ack_mode = "manual")]
+/// async fn handle(Payload(event): Payload<UserEvent>, Key(key): Key<String>, ack: Ack) -> Result<(), HandlerError> {
+///     ack.acknowledge();
+///     Ok(())
+/// }
+/// ```
+///
+/// Keys: `topics` (a string or a list of strings, required), `group`, `id` (default: the
+/// function's path), `concurrency`, `ack_mode` (`record`, `batch`, `time`, `count`, `count_time`,
+/// `manual`, `manual_immediate`), `auto_startup` (default `true`).
+///
+/// Every argument must implement `kafka_runtime::extract::FromRecord`; the function stays
+/// callable as written.
+#[proc_macro_attribute]
+pub fn kafka_listener(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::kafka_listener(args.into(), item.into()).into()
+}

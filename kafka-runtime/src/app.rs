@@ -1,0 +1,361 @@
+//! The application: configuration, registered listeners, their containers, the template.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::Producer;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::container::{ListenerContainer, ListenerSpec, DEFAULT_MAX_ATTEMPTS};
+use crate::context::{AppContext, States};
+use crate::embedded::EmbeddedKafka;
+use crate::error::Error;
+use crate::listener::ListenerRegistration;
+use crate::template::KafkaTemplate;
+
+/// Partitions of each listener topic created on the embedded cluster (at least the listener's
+/// concurrency), so that `concurrency = 3` has work for every consumer.
+const EMBEDDED_PARTITIONS: u32 = 6;
+/// How long startup waits for a configured cluster to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Kafka consumer service: every `#[kafka_listener]` in the binary, run per configuration.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), kafka_runtime::Error> {
+/// // application.toml (optional) + environment, listeners, Ctrl-C / SIGTERM to stop.
+/// kafka_runtime::KafkaApplication::from_default_config()?.run().await
+/// # }
+/// ```
+pub struct KafkaApplication {
+    config: Config,
+    states: States,
+    only: Option<Vec<String>>,
+}
+
+impl KafkaApplication {
+    /// An application with this configuration.
+    pub fn new(config: Config) -> Self {
+        KafkaApplication {
+            config,
+            states: States::default(),
+            only: None,
+        }
+    }
+
+    /// Loads `application.toml` from the working directory if it exists, plus environment overrides.
+    pub fn from_default_config() -> Result<Self, Error> {
+        Ok(Self::new(Config::load_or_default("application.toml")?))
+    }
+
+    /// Loads the given TOML file (which must exist), plus environment overrides.
+    pub fn from_config_file(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        Ok(Self::new(Config::load(path)?))
+    }
+
+    /// Registers a value that handlers receive through `State<T>`.
+    pub fn with_state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Starts only the listeners with these ids (by default: every listener with `auto_startup`).
+    pub fn with_listeners<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Self {
+        self.only = Some(ids.into_iter().map(str::to_owned).collect());
+        self
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the listener containers and returns once they are running; records are handled in
+    /// the background until [`RunningApplication::shutdown`].
+    pub async fn start(self) -> Result<RunningApplication, Error> {
+        let registrations = self.select()?;
+        let settings = &self.config.kafka;
+        let embedded = if self.config.uses_embedded_broker() {
+            let embedded = EmbeddedKafka::start()?;
+            tracing::warn!(
+                bootstrap_servers = embedded.bootstrap_servers(),
+                "no kafka.bootstrap-servers configured: using an embedded in-memory Kafka; its data is lost at exit"
+            );
+            Some(embedded)
+        } else {
+            None
+        };
+        let bootstrap = match &embedded {
+            Some(embedded) => embedded.bootstrap_servers().to_owned(),
+            None => settings
+                .bootstrap_servers
+                .as_ref()
+                .map(|servers| servers.joined())
+                .unwrap_or_default(),
+        };
+        let template = KafkaTemplate::new(settings, &bootstrap)?;
+        if embedded.is_none() {
+            check_reachable(&template, &bootstrap).await?;
+        }
+        let app = AppContext::new(self.states, template.clone());
+        let specs = registrations
+            .iter()
+            .map(|registration| resolve(registration, &self.config, &app))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(embedded) = &embedded {
+            create_embedded_topics(embedded, &specs)?;
+        }
+        let (shutdown, signal) = watch::channel(false);
+        let mut containers = Vec::new();
+        for spec in &specs {
+            tracing::info!(
+                listener = spec.id,
+                topics = ?spec.topics,
+                group = %spec.group,
+                concurrency = spec.concurrency,
+                ack_mode = %spec.ack_mode,
+                "starting listener"
+            );
+            containers.push(ListenerContainer::start(
+                Arc::clone(spec),
+                settings,
+                &bootstrap,
+                &app,
+                &signal,
+            )?);
+        }
+        Ok(RunningApplication {
+            template,
+            bootstrap,
+            embedded,
+            shutdown,
+            containers,
+        })
+    }
+
+    /// Starts, runs until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run(self) -> Result<(), Error> {
+        let running = self.start().await?;
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        running.shutdown().await;
+        Ok(())
+    }
+
+    /// The registered listeners to start, sorted by id; rejects duplicate ids and unknown selections.
+    fn select(&self) -> Result<Vec<&'static ListenerRegistration>, Error> {
+        let mut by_id: BTreeMap<&'static str, &'static ListenerRegistration> = BTreeMap::new();
+        for registration in ListenerRegistration::all() {
+            if let Some(first) = by_id.insert(registration.id, registration) {
+                let (first, second) = ordered(first.function, registration.function);
+                return Err(Error::DuplicateListener {
+                    id: registration.id.to_owned(),
+                    first,
+                    second,
+                });
+            }
+        }
+        match &self.only {
+            None => Ok(by_id.into_values().filter(|r| r.auto_startup).collect()),
+            Some(ids) => ids
+                .iter()
+                .map(|id| {
+                    by_id
+                        .get(id.as_str())
+                        .copied()
+                        .ok_or_else(|| Error::Listener {
+                            listener: id.clone(),
+                            message: format!(
+                                "no such listener; registered: {}",
+                                by_id.keys().copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        })
+                })
+                .collect(),
+        }
+    }
+}
+
+fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Resolves a registration against the configuration.
+fn resolve(
+    registration: &'static ListenerRegistration,
+    config: &Config,
+    app: &AppContext,
+) -> Result<Arc<ListenerSpec>, Error> {
+    let settings = &config.kafka;
+    let listener_error = |message: String| Error::Listener {
+        listener: registration.id.to_owned(),
+        message,
+    };
+    let group = registration
+        .group
+        .map(str::to_owned)
+        .or_else(|| settings.consumer.group_id.clone())
+        .ok_or_else(|| {
+            listener_error(
+                "no consumer group: set `group = \"...\"` on the listener or kafka.consumer.group-id".to_owned(),
+            )
+        })?;
+    let ack_mode = registration.ack_mode.unwrap_or(settings.listener.ack_mode);
+    if ack_mode.is_manual() && !registration.takes_ack {
+        return Err(listener_error(format!(
+            "ack mode `{ack_mode}` needs an `Ack` argument, or no record would ever be committed"
+        )));
+    }
+    if !ack_mode.is_manual() && registration.takes_ack {
+        return Err(listener_error(format!(
+            "it takes an `Ack` but its ack mode is `{ack_mode}`; set ack_mode = \"manual\" \
+             (or kafka.listener.ack-mode) or remove the argument"
+        )));
+    }
+    (registration.check)(app).map_err(listener_error)?;
+    Ok(Arc::new(ListenerSpec {
+        id: registration.id,
+        topics: registration
+            .topics
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect(),
+        group,
+        concurrency: registration
+            .concurrency
+            .unwrap_or(settings.listener.concurrency),
+        ack_mode,
+        invoke: registration.invoke,
+        formats: (
+            settings.consumer.key_deserializer,
+            settings.consumer.value_deserializer,
+        ),
+        max_in_flight: usize::try_from(settings.listener.max_in_flight).unwrap_or(usize::MAX),
+        max_poll_records: settings.consumer.max_poll_records,
+        ack_count: settings.listener.ack_count,
+        ack_time: settings.listener.ack_time,
+        poll_timeout: settings.listener.poll_timeout,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        backoff: Duration::ZERO,
+    }))
+}
+
+fn create_embedded_topics(
+    embedded: &EmbeddedKafka,
+    specs: &[Arc<ListenerSpec>],
+) -> Result<(), Error> {
+    let mut partitions: BTreeMap<&str, u32> = BTreeMap::new();
+    for spec in specs {
+        for topic in &spec.topics {
+            let count = partitions.entry(topic).or_insert(EMBEDDED_PARTITIONS);
+            *count = (*count).max(spec.concurrency);
+        }
+    }
+    for (topic, count) in partitions {
+        embedded.create_topic(topic, i32::try_from(count).unwrap_or(i32::MAX))?;
+    }
+    Ok(())
+}
+
+/// Fails fast, naming the servers, when the configured cluster does not answer.
+async fn check_reachable(template: &KafkaTemplate, bootstrap: &str) -> Result<(), Error> {
+    let producer = template.producer().clone();
+    let result = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, CONNECT_TIMEOUT)
+            .map(|_| ())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(Error::Unreachable {
+            servers: bootstrap.to_owned(),
+            timeout_secs: CONNECT_TIMEOUT.as_secs(),
+            source,
+        }),
+        Err(join) => Err(Error::Listener {
+            listener: "startup".to_owned(),
+            message: format!("metadata check panicked: {join}"),
+        }),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A started application. Drop it only after [`shutdown`](RunningApplication::shutdown).
+pub struct RunningApplication {
+    template: KafkaTemplate,
+    bootstrap: String,
+    embedded: Option<EmbeddedKafka>,
+    shutdown: watch::Sender<bool>,
+    containers: Vec<ListenerContainer>,
+}
+
+impl RunningApplication {
+    /// The producer template.
+    pub fn template(&self) -> &KafkaTemplate {
+        &self.template
+    }
+
+    /// The bootstrap servers in use (the embedded cluster's, if it runs).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The embedded cluster, when no bootstrap servers were configured.
+    pub fn embedded(&self) -> Option<&EmbeddedKafka> {
+        self.embedded.as_ref()
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        self.shutdown().await;
+    }
+
+    /// Stops fetching, lets in-flight handlers finish, commits every acknowledged offset, flushes
+    /// the template and leaves the consumer groups.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for container in self.containers {
+            container.join().await;
+        }
+        let template = self.template.clone();
+        let flushed = tokio::task::spawn_blocking(move || template.flush(CONNECT_TIMEOUT)).await;
+        if let Ok(Err(error)) = flushed {
+            tracing::warn!(%error, "producer flush at shutdown failed; unsent records were lost");
+        }
+        drop(self.template);
+        drop(self.embedded);
+        tracing::info!("stopped");
+    }
+}

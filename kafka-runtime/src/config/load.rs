@@ -1,0 +1,423 @@
+//! Reading `application.toml` and the environment into a validated [`Config`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format as _, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::Deserialize;
+
+use super::{Config, KafkaSettings};
+
+/// A configuration that cannot be used, with where the bad value came from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key is unknown, has the wrong type or an impossible value.
+    #[error("{source_name}: key `{key}`: {message}")]
+    Invalid {
+        /// The file or environment variable that set the value.
+        source_name: String,
+        /// The key path, e.g. `kafka.listener.concurrency`.
+        key: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Root {
+    #[serde(default)]
+    kafka: Option<KafkaSettings>,
+    #[serde(default)]
+    spring: Option<SpringRoot>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpringRoot {
+    #[serde(default)]
+    kafka: Option<KafkaSettings>,
+}
+
+/// Every leaf key that an environment variable may set, relative to the `kafka` tree.
+const ENV_KEYS: &[&str] = &[
+    "bootstrap-servers",
+    "client-id",
+    "producer.acks",
+    "producer.retries",
+    "producer.batch-size",
+    "producer.compression-type",
+    "producer.linger-ms",
+    "producer.key-serializer",
+    "producer.value-serializer",
+    "consumer.group-id",
+    "consumer.auto-offset-reset",
+    "consumer.enable-auto-commit",
+    "consumer.key-deserializer",
+    "consumer.value-deserializer",
+    "consumer.max-poll-records",
+    "listener.ack-mode",
+    "listener.concurrency",
+    "listener.ack-count",
+    "listener.ack-time",
+    "listener.poll-timeout",
+    "listener.max-in-flight",
+];
+
+/// Spring Boot's relaxed binding: `kafka.consumer.group-id` is `KAFKA_CONSUMER_GROUP_ID`.
+fn env_name(prefix: &str, key: &str) -> String {
+    format!("{prefix}_{key}")
+        .chars()
+        .map(|c| {
+            if c == '.' || c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
+}
+
+/// Environment overrides as a figment provider, so that errors can name the variable.
+struct EnvOverrides {
+    /// (variable, key path under the root, value)
+    values: Vec<(String, String, String)>,
+}
+
+impl EnvOverrides {
+    fn new(tree: &str, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let mut values = Vec::new();
+        for key in ENV_KEYS {
+            // The `SPRING_KAFKA_*` spelling wins over `KAFKA_*`, as the longer, more specific name.
+            for prefix in ["kafka", "spring.kafka"] {
+                let name = env_name(prefix, key);
+                if let Some((_, value)) = vars.iter().find(|(var, _)| *var == name) {
+                    values.retain(|(_, path, _): &(String, String, String)| !path.ends_with(key));
+                    values.push((name, format!("{tree}.{key}"), value.clone()));
+                }
+            }
+        }
+        EnvOverrides { values }
+    }
+}
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (_, path, text) in &self.values {
+            let value: Value = text.parse().unwrap_or_else(|_| Value::from(text.clone()));
+            insert(&mut root, path, value);
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+fn insert(dict: &mut Dict, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            dict.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let child = dict
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = child {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+pub(super) fn load(
+    path: Option<&Path>,
+    required: bool,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut figment = Figment::new();
+    let mut file_name = None;
+    if let Some(path) = path {
+        match std::fs::metadata(path) {
+            Ok(_) => {
+                // Read once ourselves so that an unreadable file is reported as such, not as empty.
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                figment = figment.merge(Toml::file_exact(path));
+                file_name = Some(path.display().to_string());
+            }
+            Err(source) if required || source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    let env = EnvOverrides::new(tree_of(&figment), vars);
+    let env_names: Vec<(String, String)> = env
+        .values
+        .iter()
+        .map(|(var, path, _)| (var.clone(), path.clone()))
+        .collect();
+    let figment = figment.merge(env);
+    let source_of = |key: &str| -> String {
+        if let Some((var, _)) = env_names
+            .iter()
+            .find(|(_, path)| key.starts_with(path.as_str()))
+        {
+            return format!("environment variable {var}");
+        }
+        file_name.clone().unwrap_or_else(|| "defaults".to_owned())
+    };
+    extract(figment, &source_of, file_name.clone())
+}
+
+pub(super) fn from_str(text: &str, source: &str) -> Result<Config, ConfigError> {
+    let figment = Figment::new().merge(Toml::string(text));
+    extract(
+        figment,
+        &|_: &str| source.to_owned(),
+        Some(source.to_owned()),
+    )
+}
+
+fn tree_of(figment: &Figment) -> &'static str {
+    if figment.find_value("spring.kafka").is_ok() {
+        "spring.kafka"
+    } else {
+        "kafka"
+    }
+}
+
+fn extract(
+    figment: Figment,
+    source_of: &dyn Fn(&str) -> String,
+    source: Option<String>,
+) -> Result<Config, ConfigError> {
+    let tree = tree_of(&figment);
+    let root: Root = figment
+        .extract()
+        .map_err(|error| from_figment(error, source_of))?;
+    let kafka = match (root.kafka, root.spring.and_then(|s| s.kafka)) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                source_name: source_of("spring.kafka"),
+                key: "spring.kafka".to_owned(),
+                message: "both [kafka] and [spring.kafka] are set; keep one tree".to_owned(),
+            })
+        }
+        (Some(kafka), None) | (None, Some(kafka)) => kafka,
+        (None, None) => KafkaSettings::default(),
+    };
+    validate(&kafka, tree, source_of)?;
+    Ok(Config { kafka, source })
+}
+
+fn from_figment(error: figment::Error, source_of: &dyn Fn(&str) -> String) -> ConfigError {
+    use figment::error::Kind;
+    let mut key = error.path.join(".");
+    let message = match &error.kind {
+        Kind::UnknownField(field, expected) => {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(field);
+            format!("unknown key `{field}`, expected one of {}", OneOf(expected))
+        }
+        Kind::Message(text) if error.path.is_empty() => {
+            // TOML syntax errors arrive as a bare message with the line and column in it.
+            text.clone()
+        }
+        other => other.to_string(),
+    };
+    let source_name = source_of(&key);
+    ConfigError::Invalid {
+        source_name,
+        key: if key.is_empty() {
+            "<file>".to_owned()
+        } else {
+            key
+        },
+        message,
+    }
+}
+
+struct OneOf<'a>(&'a [&'static str]);
+
+impl fmt::Display for OneOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{name}`")?;
+        }
+        Ok(())
+    }
+}
+
+fn validate(
+    kafka: &KafkaSettings,
+    tree: &str,
+    source_of: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| {
+        let key = format!("{tree}.{key}");
+        ConfigError::Invalid {
+            source_name: source_of(&key),
+            key,
+            message,
+        }
+    };
+    if kafka.consumer.enable_auto_commit == Some(true) {
+        return Err(invalid(
+            "consumer.enable-auto-commit",
+            format!(
+                "`true` is impossible with ack-mode `{}`: the container commits offsets itself; \
+                 remove the key or set it to false",
+                kafka.listener.ack_mode
+            ),
+        ));
+    }
+    if let Some(value) = kafka
+        .consumer
+        .properties
+        .get("enable.auto.commit")
+        .or_else(|| kafka.properties.get("enable.auto.commit"))
+    {
+        if value.to_string() == "true" {
+            return Err(invalid(
+                "consumer.properties.enable.auto.commit",
+                "`true` is impossible: the container commits offsets according to listener.ack-mode".to_owned(),
+            ));
+        }
+    }
+    let at_least_one = [
+        ("listener.concurrency", kafka.listener.concurrency),
+        ("listener.ack-count", kafka.listener.ack_count),
+        ("listener.max-in-flight", kafka.listener.max_in_flight),
+        ("consumer.max-poll-records", kafka.consumer.max_poll_records),
+    ];
+    for (key, value) in at_least_one {
+        if value == 0 {
+            return Err(invalid(
+                key,
+                "expected a number of at least 1, found 0".to_owned(),
+            ));
+        }
+    }
+    if kafka.listener.ack_time.is_zero() {
+        return Err(invalid(
+            "listener.ack-time",
+            "expected a duration above zero".to_owned(),
+        ));
+    }
+    if kafka.listener.poll_timeout.is_zero() {
+        return Err(invalid(
+            "listener.poll-timeout",
+            "expected a duration above zero".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("kafka-runtime-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{:x}.toml", text.len() * 31 + vars.len()));
+        std::fs::write(&path, text).expect("write config");
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        load(Some(&path), true, vars)
+    }
+
+    #[test]
+    fn environment_overrides_file_with_relaxed_names() {
+        let config = load_str(
+            "[kafka]\nbootstrap-servers = \"file:9092\"\n[kafka.consumer]\ngroup-id = \"from-file\"\n",
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", "env:9092"),
+                ("SPRING_KAFKA_LISTENER_CONCURRENCY", "3"),
+                ("KAFKA_LISTENER_ACK_MODE", "manual"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            config
+                .kafka
+                .bootstrap_servers
+                .map(|b| b.joined())
+                .as_deref(),
+            Some("env:9092")
+        );
+        assert_eq!(config.kafka.consumer.group_id.as_deref(), Some("from-file"));
+        assert_eq!(config.kafka.listener.concurrency, 3);
+        assert_eq!(
+            config.kafka.listener.ack_mode,
+            super::super::AckMode::Manual
+        );
+    }
+
+    #[test]
+    fn environment_overrides_a_spring_tree() {
+        let config = load_str(
+            "[spring.kafka.consumer]\ngroup-id = \"g\"\n",
+            &[("KAFKA_CONSUMER_GROUP_ID", "from-env")],
+        )
+        .expect("valid");
+        assert_eq!(config.kafka.consumer.group_id.as_deref(), Some("from-env"));
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let error = load_str("", &[("KAFKA_LISTENER_CONCURRENCY", "lots")]).expect_err("invalid");
+        let text = error.to_string();
+        assert!(
+            text.contains("environment variable KAFKA_LISTENER_CONCURRENCY"),
+            "{text}"
+        );
+        assert!(text.contains("kafka.listener.concurrency"), "{text}");
+    }
+
+    #[test]
+    fn missing_required_file_is_unreadable() {
+        let error = load(
+            Some(Path::new("/nonexistent/application.toml")),
+            true,
+            Vec::new(),
+        )
+        .expect_err("missing");
+        assert!(
+            error.to_string().contains("/nonexistent/application.toml"),
+            "{error}"
+        );
+        let config = load(
+            Some(Path::new("/nonexistent/application.toml")),
+            false,
+            Vec::new(),
+        )
+        .expect("optional file");
+        assert!(config.uses_embedded_broker());
+    }
+}

@@ -1,0 +1,270 @@
+//! Configuration: the `spring.kafka.*` tree of Spring Boot, mirrored key for key.
+//!
+//! An `application.toml` holds the tree under `[kafka]` (or, for a mechanical translation of a Spring
+//! Boot `application.yml`, under `[spring.kafka]`; both at once is an error):
+//!
+//! ```toml
+//! [kafka]
+//! bootstrap-servers = "localhost:9092"
+//!
+//! [kafka.producer]
+//! acks = "all"
+//! compression-type = "gzip"
+//! value-serializer = "org.springframework.kafka.support.serializer.JsonSerializer"
+//!
+//! [kafka.consumer]
+//! group-id = "my-consumer-group"
+//! auto-offset-reset = "earliest"
+//!
+//! [kafka.listener]
+//! ack-mode = "manual"
+//! concurrency = 3
+//! ```
+//!
+//! Environment variables override the file with Spring Boot's relaxed names:
+//! `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_CONSUMER_GROUP_ID`, `SPRING_KAFKA_LISTENER_CONCURRENCY`, ...
+//! Every error names the source (file or variable), the key path and what was expected.
+
+pub(crate) mod client;
+mod load;
+mod values;
+
+pub use client::Properties;
+pub use load::ConfigError;
+pub use values::{AckMode, Acks, BootstrapServers, CompressionType, Format, OffsetReset};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole `[kafka]` (or `[spring.kafka]`) tree of `application.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct KafkaSettings {
+    /// `bootstrap-servers`: a string (`"a:9092,b:9092"`) or a list. Unset or `"embedded"` starts the
+    /// in-process mock cluster (see [`crate::embedded`]).
+    #[serde(default)]
+    pub bootstrap_servers: Option<BootstrapServers>,
+    /// `client-id`: librdkafka's `client.id` for every client.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `properties.*`: librdkafka settings passed unchanged to every client.
+    #[serde(default)]
+    pub properties: BTreeMap<String, values::PropertyValue>,
+    /// `producer.*`: the [`KafkaTemplate`](crate::KafkaTemplate)'s producer.
+    #[serde(default)]
+    pub producer: ProducerSettings,
+    /// `consumer.*`: every listener container's consumers.
+    #[serde(default)]
+    pub consumer: ConsumerSettings,
+    /// `listener.*`: how containers dispatch records and commit offsets.
+    #[serde(default)]
+    pub listener: ListenerSettings,
+}
+
+/// `[kafka.producer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ProducerSettings {
+    /// `acks`: `"all"`, `"-1"`, `"0"` or `"1"` (librdkafka `acks`).
+    #[serde(default)]
+    pub acks: Option<Acks>,
+    /// `retries`: librdkafka `retries`.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// `batch-size`: bytes per batch, librdkafka `batch.size`.
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    /// `compression-type`: `none`, `gzip`, `snappy`, `lz4` or `zstd` (librdkafka `compression.type`).
+    #[serde(default)]
+    pub compression_type: Option<CompressionType>,
+    /// `linger-ms`: librdkafka `linger.ms`.
+    #[serde(default)]
+    pub linger_ms: Option<u64>,
+    /// `key-serializer`: how the template encodes keys (default `string`).
+    #[serde(default = "Format::default_key")]
+    pub key_serializer: Format,
+    /// `value-serializer`: how the template encodes values (default `json`).
+    #[serde(default = "Format::default_value")]
+    pub value_serializer: Format,
+    /// `properties.*`: librdkafka producer settings passed unchanged.
+    #[serde(default)]
+    pub properties: BTreeMap<String, values::PropertyValue>,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            acks: None,
+            retries: None,
+            batch_size: None,
+            compression_type: None,
+            linger_ms: None,
+            key_serializer: Format::default_key(),
+            value_serializer: Format::default_value(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[kafka.consumer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ConsumerSettings {
+    /// `group-id`: the consumer group of listeners that don't name their own `group`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// `auto-offset-reset`: `earliest` (default, as in the seed's consumer), `latest` or `none`
+    /// (librdkafka `auto.offset.reset`).
+    #[serde(default = "ConsumerSettings::default_offset_reset")]
+    pub auto_offset_reset: OffsetReset,
+    /// `enable-auto-commit`: must stay `false`; the container commits according to `listener.ack-mode`.
+    #[serde(default)]
+    pub enable_auto_commit: Option<bool>,
+    /// `key-deserializer`: how `Key<K>` decodes keys (default `string`).
+    #[serde(default = "Format::default_key")]
+    pub key_deserializer: Format,
+    /// `value-deserializer`: how `Payload<T>` decodes values (default `json`).
+    #[serde(default = "Format::default_value")]
+    pub value_deserializer: Format,
+    /// `max-poll-records`: records taken from the consumer per batch (default 500); a batch ends
+    /// earlier when no more records are ready.
+    #[serde(default = "ConsumerSettings::default_max_poll_records")]
+    pub max_poll_records: u32,
+    /// `properties.*`: librdkafka consumer settings passed unchanged.
+    #[serde(default)]
+    pub properties: BTreeMap<String, values::PropertyValue>,
+}
+
+impl ConsumerSettings {
+    fn default_offset_reset() -> OffsetReset {
+        OffsetReset::Earliest
+    }
+    fn default_max_poll_records() -> u32 {
+        500
+    }
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            group_id: None,
+            auto_offset_reset: Self::default_offset_reset(),
+            enable_auto_commit: None,
+            key_deserializer: Format::default_key(),
+            value_deserializer: Format::default_value(),
+            max_poll_records: Self::default_max_poll_records(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[kafka.listener]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ListenerSettings {
+    /// `ack-mode`: when offsets are committed (Spring's names; default `batch`).
+    #[serde(default)]
+    pub ack_mode: AckMode,
+    /// `concurrency`: consumers per listener (default 1).
+    #[serde(default = "ListenerSettings::default_concurrency")]
+    pub concurrency: u32,
+    /// `ack-count`: records between commits in `count` and `count_time` modes (default 1).
+    #[serde(default = "ListenerSettings::default_ack_count")]
+    pub ack_count: u32,
+    /// `ack-time`: the longest time acknowledged offsets wait for a commit (default 5s).
+    #[serde(
+        default = "ListenerSettings::default_ack_time",
+        with = "values::duration"
+    )]
+    pub ack_time: Duration,
+    /// `poll-timeout`: the longest an idle container sleeps before it checks its state (default 5s).
+    #[serde(
+        default = "ListenerSettings::default_poll_timeout",
+        with = "values::duration"
+    )]
+    pub poll_timeout: Duration,
+    /// `max-in-flight`: per partition, records handed out but not yet acknowledged before the
+    /// partition is paused (default 1000). Not a Spring key: Spring's listeners run on the poll thread.
+    #[serde(default = "ListenerSettings::default_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+impl ListenerSettings {
+    fn default_concurrency() -> u32 {
+        1
+    }
+    fn default_ack_count() -> u32 {
+        1
+    }
+    fn default_ack_time() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_poll_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_max_in_flight() -> u32 {
+        1000
+    }
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        Self {
+            ack_mode: AckMode::default(),
+            concurrency: Self::default_concurrency(),
+            ack_count: Self::default_ack_count(),
+            ack_time: Self::default_ack_time(),
+            poll_timeout: Self::default_poll_timeout(),
+            max_in_flight: Self::default_max_in_flight(),
+        }
+    }
+}
+
+/// Loaded, validated configuration with the name of where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The `kafka` tree.
+    pub kafka: KafkaSettings,
+    /// Where the file tree came from (for error messages); `None` when only defaults were used.
+    pub source: Option<String>,
+}
+
+impl Config {
+    /// Loads `path` (TOML), applies environment overrides and validates the result.
+    ///
+    /// A missing file is an error; use [`Config::load_or_default`] for the optional default file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        load::load(Some(path.as_ref()), true, std::env::vars())
+    }
+
+    /// Like [`Config::load`], but a missing file means "defaults plus environment".
+    pub fn load_or_default(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        load::load(Some(path.as_ref()), false, std::env::vars())
+    }
+
+    /// Parses TOML text (named `source` in errors), without environment overrides.
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Self, ConfigError> {
+        load::from_str(text, source)
+    }
+
+    /// Sets `bootstrap-servers` (e.g. to an [`EmbeddedKafka`](crate::EmbeddedKafka)'s address).
+    pub fn with_bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.kafka.bootstrap_servers = Some(BootstrapServers::parse(&servers.into()));
+        self
+    }
+
+    /// Whether the embedded mock cluster is used (`bootstrap-servers` unset or `"embedded"`).
+    pub fn uses_embedded_broker(&self) -> bool {
+        self.kafka
+            .bootstrap_servers
+            .as_ref()
+            .is_none_or(BootstrapServers::is_embedded)
+    }
+}

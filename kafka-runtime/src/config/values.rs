@@ -1,0 +1,460 @@
+//! The typed values of configuration keys, each parsed with Spring's spellings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// Implements `Deserialize` through `FromStr`, so that a bad value's error lists what is accepted.
+macro_rules! deserialize_from_str {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+/// Normalizes Spring's relaxed enum spellings: `MANUAL_IMMEDIATE`, `manual-immediate`, `manualImmediate`.
+fn relaxed(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// When a listener container commits offsets (`listener.ack-mode`, Spring's `ContainerProperties.AckMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AckMode {
+    /// Commit after each record once the handler returned `Ok`.
+    Record,
+    /// Commit after every record of a fetched batch returned `Ok` (Spring's default).
+    #[default]
+    Batch,
+    /// Commit handled records every `ack-time`.
+    Time,
+    /// Commit once `ack-count` records were handled.
+    Count,
+    /// Commit on `ack-time` or `ack-count`, whichever comes first.
+    CountTime,
+    /// Commit what the handler acknowledged through [`Ack`](crate::Ack), after each batch and at
+    /// least every `ack-time`.
+    Manual,
+    /// Commit synchronously inside [`Ack::acknowledge`](crate::Ack::acknowledge).
+    ManualImmediate,
+}
+
+impl AckMode {
+    const NAMES: &'static str = "record, batch, time, count, count_time, manual, manual_immediate";
+
+    /// Whether the handler acknowledges through an [`Ack`](crate::Ack) argument.
+    pub fn is_manual(self) -> bool {
+        matches!(self, AckMode::Manual | AckMode::ManualImmediate)
+    }
+
+    /// Spring's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Record => "record",
+            AckMode::Batch => "batch",
+            AckMode::Time => "time",
+            AckMode::Count => "count",
+            AckMode::CountTime => "count_time",
+            AckMode::Manual => "manual",
+            AckMode::ManualImmediate => "manual_immediate",
+        }
+    }
+}
+
+impl fmt::Display for AckMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AckMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match relaxed(text).as_str() {
+            "record" => AckMode::Record,
+            "batch" => AckMode::Batch,
+            "time" => AckMode::Time,
+            "count" => AckMode::Count,
+            "counttime" => AckMode::CountTime,
+            "manual" => AckMode::Manual,
+            "manualimmediate" => AckMode::ManualImmediate,
+            _ => {
+                return Err(format!(
+                    "unknown ack mode `{text}`, expected one of {}",
+                    Self::NAMES
+                ))
+            }
+        })
+    }
+}
+deserialize_from_str!(AckMode);
+
+/// How keys and values are encoded on the wire (`*-serializer`, `*-deserializer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// UTF-8 text (`StringSerializer`).
+    String,
+    /// JSON through serde (`JsonSerializer`).
+    Json,
+    /// Raw bytes (`ByteArraySerializer`).
+    Bytes,
+}
+
+impl Format {
+    pub(crate) fn default_key() -> Self {
+        Format::String
+    }
+    pub(crate) fn default_value() -> Self {
+        Format::Json
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let short = text.rsplit('.').next().unwrap_or(text);
+        let short = short
+            .strip_suffix("Deserializer")
+            .or_else(|| short.strip_suffix("Serializer"))
+            .unwrap_or(short);
+        Ok(match relaxed(short).as_str() {
+            "string" => Format::String,
+            "json" => Format::Json,
+            "bytes" | "bytearray" => Format::Bytes,
+            _ => {
+                return Err(format!(
+                    "unknown serializer `{text}`, expected `string`, `json`, `bytes` or a Java class name \
+                     such as org.apache.kafka.common.serialization.StringSerializer, \
+                     org.springframework.kafka.support.serializer.JsonSerializer, \
+                     org.apache.kafka.common.serialization.ByteArraySerializer"
+                ))
+            }
+        })
+    }
+}
+deserialize_from_str!(Format);
+
+/// `auto-offset-reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OffsetReset {
+    /// Start at the oldest record.
+    Earliest,
+    /// Start at the end.
+    Latest,
+    /// Fail when the group has no committed offset (librdkafka `error`).
+    None,
+}
+
+impl OffsetReset {
+    pub(crate) fn librdkafka_value(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::None => "error",
+        }
+    }
+}
+
+impl FromStr for OffsetReset {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match relaxed(text).as_str() {
+            "earliest" => OffsetReset::Earliest,
+            "latest" => OffsetReset::Latest,
+            "none" => OffsetReset::None,
+            _ => {
+                return Err(format!(
+                    "unknown offset reset `{text}`, expected earliest, latest or none"
+                ))
+            }
+        })
+    }
+}
+deserialize_from_str!(OffsetReset);
+
+/// `compression-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompressionType {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// lz4.
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+impl CompressionType {
+    pub(crate) fn librdkafka_value(self) -> &'static str {
+        match self {
+            CompressionType::None => "none",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+}
+
+impl FromStr for CompressionType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match relaxed(text).as_str() {
+            "none" => CompressionType::None,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => {
+                return Err(format!(
+                    "unknown compression type `{text}`, expected none, gzip, snappy, lz4 or zstd"
+                ))
+            }
+        })
+    }
+}
+deserialize_from_str!(CompressionType);
+
+/// `producer.acks`: `all`/`-1`, `0` or `1`, as a string or an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Acks {
+    /// Wait for all in-sync replicas.
+    All,
+    /// Don't wait.
+    None,
+    /// Wait for the leader.
+    Leader,
+}
+
+impl Acks {
+    pub(crate) fn librdkafka_value(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::None => "0",
+            Acks::Leader => "1",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Acks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match PropertyValue::deserialize(deserializer)?
+            .to_string()
+            .as_str()
+        {
+            "all" | "-1" => Ok(Acks::All),
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            other => Err(de::Error::custom(format!(
+                "unknown acks `{other}`, expected all, -1, 0 or 1"
+            ))),
+        }
+    }
+}
+
+/// `bootstrap-servers`: `"host:port,host:port"` or a list; `"embedded"` selects the mock cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapServers(pub Vec<String>);
+
+impl BootstrapServers {
+    pub(crate) fn parse(text: &str) -> Self {
+        BootstrapServers(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Whether this selects the embedded mock cluster.
+    pub fn is_embedded(&self) -> bool {
+        self.0.is_empty() || (self.0.len() == 1 && self.0[0].eq_ignore_ascii_case("embedded"))
+    }
+
+    /// librdkafka's `bootstrap.servers` value.
+    pub fn joined(&self) -> String {
+        self.0.join(",")
+    }
+}
+
+impl<'de> Deserialize<'de> for BootstrapServers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "a string such as \"host:9092,host2:9092\" or a list of strings"
+        )]
+        enum Repr {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Repr::deserialize(deserializer)? {
+            Repr::One(text) => BootstrapServers::parse(&text),
+            Repr::Many(list) => BootstrapServers(list),
+        })
+    }
+}
+
+/// A value of a `properties.*` pass-through key: librdkafka takes every setting as a string.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "a string, a number or a boolean")]
+pub enum PropertyValue {
+    /// Text.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropertyValue::String(s) => f.write_str(s),
+            PropertyValue::Integer(n) => write!(f, "{n}"),
+            PropertyValue::Float(n) => write!(f, "{n}"),
+            PropertyValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Spring's `Duration` spellings: an integer of milliseconds, or text such as `"500ms"`, `"5s"`,
+/// `"1m"`, `"2h"`, `"1d"`.
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::de::{self, Deserializer};
+    use serde::Deserialize;
+
+    use super::PropertyValue;
+
+    pub(crate) fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`, expected e.g. 500ms, 5s, 1m or a number of milliseconds"))?;
+        let millis = match unit.trim() {
+            "" | "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            other => {
+                return Err(format!(
+                    "invalid duration unit `{other}` in `{text}`, expected ms, s, m, h or d"
+                ))
+            }
+        };
+        Ok(Duration::from_millis(number.saturating_mul(millis)))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        match PropertyValue::deserialize(deserializer)? {
+            PropertyValue::Integer(ms) if ms >= 0 => Ok(Duration::from_millis(ms.unsigned_abs())),
+            PropertyValue::String(text) => parse(&text).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "invalid duration `{other}`, expected e.g. \"500ms\", \"5s\" or a non-negative number of milliseconds"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_modes_accept_spring_spellings() {
+        for text in [
+            "manual_immediate",
+            "MANUAL_IMMEDIATE",
+            "manual-immediate",
+            "manualImmediate",
+        ] {
+            assert_eq!(
+                text.parse::<AckMode>(),
+                Ok(AckMode::ManualImmediate),
+                "{text}"
+            );
+        }
+        assert!("manul"
+            .parse::<AckMode>()
+            .unwrap_err()
+            .contains("manual_immediate"));
+    }
+
+    #[test]
+    fn serializer_class_names_map_to_formats() {
+        let cases = [
+            (
+                "org.apache.kafka.common.serialization.StringSerializer",
+                Format::String,
+            ),
+            (
+                "org.apache.kafka.common.serialization.StringDeserializer",
+                Format::String,
+            ),
+            (
+                "org.springframework.kafka.support.serializer.JsonSerializer",
+                Format::Json,
+            ),
+            (
+                "org.springframework.kafka.support.serializer.JsonDeserializer",
+                Format::Json,
+            ),
+            (
+                "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+                Format::Bytes,
+            ),
+            ("json", Format::Json),
+            ("bytes", Format::Bytes),
+        ];
+        for (text, format) in cases {
+            assert_eq!(text.parse::<Format>(), Ok(format), "{text}");
+        }
+        assert!("avro".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn durations_use_spring_units() {
+        assert_eq!(
+            duration::parse("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(duration::parse("5s"), Ok(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            duration::parse("2m"),
+            Ok(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            duration::parse("100"),
+            Ok(std::time::Duration::from_millis(100))
+        );
+        assert!(duration::parse("5 parsecs").is_err());
+    }
+}

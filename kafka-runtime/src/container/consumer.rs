@@ -1,0 +1,560 @@
+//! One consumer of a listener container: its poll loop, its partitions and its commits.
+//!
+//! The poll loop is the only place that reads from the consumer, seeks and pauses. It routes each
+//! record to its partition's worker, pauses a partition whose in-flight records reach
+//! `max-in-flight`, serves rewinds (nacks and retries) with seek, and commits acknowledged offsets
+//! per the ack mode. Revoked partitions commit synchronously in the rebalance callback.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::partition::PartitionState;
+use super::worker::{self, Job};
+use super::ListenerSpec;
+use crate::config::AckMode;
+use crate::context::AppContext;
+use crate::record::ConsumerRecord;
+
+/// How long the final commit and the wait for in-flight handlers may take at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts of a synchronous commit; a mock cluster answers REBALANCE_IN_PROGRESS while a group joins.
+const SYNC_COMMIT_ATTEMPTS: u32 = 3;
+
+pub(crate) type ListenerConsumer = StreamConsumer<ContainerContext>;
+
+/// Requests to the poll loop.
+pub(crate) enum Command {
+    /// Pause the partition, then after `delay` seek it back to `offset` and resume.
+    Rewind {
+        partition: Arc<PartitionState>,
+        offset: i64,
+        delay: Duration,
+        epoch: u64,
+    },
+    /// The second half of a delayed rewind.
+    Seek {
+        partition: Arc<PartitionState>,
+        offset: i64,
+        epoch: u64,
+    },
+}
+
+/// A partition the poll loop is dispatching.
+struct Slot {
+    state: Arc<PartitionState>,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// The epoch of the last seek; records are dropped while the state's epoch is newer.
+    dispatch_epoch: u64,
+    paused_full: bool,
+    paused_rewind: bool,
+}
+
+/// What the poll loop, the workers, the ack tokens and the rebalance callback share.
+pub(crate) struct ConsumerShared {
+    pub(crate) spec: Arc<ListenerSpec>,
+    pub(crate) name: String,
+    slots: Mutex<Vec<Slot>>,
+    notify: Notify,
+    dirty: AtomicBool,
+    acked: AtomicU64,
+    pub(crate) stopping: AtomicBool,
+    commands: mpsc::UnboundedSender<Command>,
+    consumer: OnceLock<Weak<ListenerConsumer>>,
+}
+
+impl ConsumerShared {
+    pub(crate) fn new(
+        spec: Arc<ListenerSpec>,
+        name: String,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Command>) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(ConsumerShared {
+            spec,
+            name,
+            slots: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+            dirty: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            commands,
+            consumer: OnceLock::new(),
+        });
+        (shared, receiver)
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Vec<Slot>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn send(&self, command: Command) {
+        // The receiver only goes away when the poll loop ended, and then nothing is to be done.
+        let _ = self.commands.send(command);
+        self.notify.notify_one();
+    }
+
+    /// Called on every acknowledgment; `advanced` when the committable offset moved.
+    pub(crate) fn acknowledged(&self, partition: &PartitionState, advanced: bool) {
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        if !advanced {
+            return;
+        }
+        if self.spec.ack_mode == AckMode::ManualImmediate {
+            if let Some(offset) = partition.take_commit(false) {
+                let consumer = self.consumer.get().and_then(Weak::upgrade);
+                if let Some(consumer) = consumer {
+                    let mut tpl = TopicPartitionList::new();
+                    if add(&mut tpl, partition.topic(), partition.partition(), offset) {
+                        commit_sync(consumer.as_ref(), &tpl, &self.name);
+                    }
+                }
+            }
+            return;
+        }
+        self.dirty.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Stops dispatching `revoked` partitions and returns their offsets to commit.
+    fn revoke(&self, revoked: &TopicPartitionList) -> TopicPartitionList {
+        let mut commit = TopicPartitionList::new();
+        let mut slots = self.slots();
+        slots.retain(|slot| {
+            let is_revoked = revoked.elements().iter().any(|e| {
+                e.topic() == slot.state.topic() && e.partition() == slot.state.partition()
+            });
+            if is_revoked {
+                if let Some(offset) = slot.state.revoke() {
+                    add(
+                        &mut commit,
+                        slot.state.topic(),
+                        slot.state.partition(),
+                        offset,
+                    );
+                }
+            }
+            !is_revoked
+        });
+        commit
+    }
+
+    /// Collects offsets to commit from every partition.
+    fn commit_list(&self, force: bool) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for slot in self.slots().iter() {
+            if let Some(offset) = slot.state.take_commit(force) {
+                add(&mut tpl, slot.state.topic(), slot.state.partition(), offset);
+            }
+        }
+        tpl
+    }
+}
+
+fn add(tpl: &mut TopicPartitionList, topic: &str, partition: i32, offset: i64) -> bool {
+    match tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(topic, partition, offset, %error, "cannot build commit request");
+            false
+        }
+    }
+}
+
+fn commit_sync<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    tpl: &TopicPartitionList,
+    name: &str,
+) -> bool {
+    if tpl.count() == 0 {
+        return true;
+    }
+    for attempt in 1..=SYNC_COMMIT_ATTEMPTS {
+        match consumer.commit(tpl, CommitMode::Sync) {
+            Ok(()) => {
+                tracing::debug!(consumer = name, offsets = ?tpl, "committed");
+                return true;
+            }
+            Err(error) if attempt < SYNC_COMMIT_ATTEMPTS => {
+                tracing::debug!(consumer = name, %error, attempt, "commit failed, retrying");
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+            }
+            Err(error) => {
+                tracing::warn!(
+                    consumer = name, %error, offsets = ?tpl,
+                    "commit failed; these records will be delivered again"
+                );
+            }
+        }
+    }
+    false
+}
+
+/// The librdkafka callbacks of a container consumer.
+pub(crate) struct ContainerContext {
+    shared: Arc<ConsumerShared>,
+}
+
+impl ContainerContext {
+    pub(crate) fn new(shared: Arc<ConsumerShared>) -> Self {
+        ContainerContext { shared }
+    }
+}
+
+impl ClientContext for ContainerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(consumer = %self.shared.name, %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for ContainerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(revoked) => {
+                let commit = self.shared.revoke(revoked);
+                commit_sync(consumer, &commit, &self.shared.name);
+                tracing::info!(consumer = %self.shared.name, partitions = %names(revoked), "partitions revoked");
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(error) => {
+                tracing::warn!(consumer = %self.shared.name, %error, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            // A partition paused under a previous assignment must not stay paused under this one.
+            if let Err(error) = consumer.resume(assigned) {
+                tracing::debug!(consumer = %self.shared.name, %error, "resume after assignment");
+            }
+            tracing::info!(consumer = %self.shared.name, partitions = %names(assigned), "partitions assigned");
+        }
+    }
+}
+
+fn names(tpl: &TopicPartitionList) -> String {
+    let mut names: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}-{}", e.topic(), e.partition()))
+        .collect();
+    names.sort();
+    names.join(", ")
+}
+
+/// Runs one consumer until `shutdown` turns true.
+pub(crate) async fn run(
+    shared: Arc<ConsumerShared>,
+    consumer: Arc<ListenerConsumer>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut shutdown: watch::Receiver<bool>,
+    app: Arc<AppContext>,
+) {
+    let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    let mut poll = PollLoop {
+        shared: Arc::clone(&shared),
+        consumer,
+        app,
+        workers: Vec::new(),
+        batch: 0,
+        last_commit: Instant::now(),
+    };
+    let spec = Arc::clone(&shared.spec);
+    let consumer = Arc::clone(&poll.consumer);
+    let mut tick = tokio::time::interval(spec.ack_time.min(spec.poll_timeout));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            Some(command) = commands.recv() => {
+                poll.command(command);
+                continue;
+            }
+            message = consumer.recv() => {
+                match message {
+                    Ok(message) => poll.dispatch(&message),
+                    Err(error) => tracing::warn!(consumer = %shared.name, %error, "consumer error"),
+                }
+                poll.batch += 1;
+                if poll.batch < spec.max_poll_records {
+                    poll.maybe_commit(false);
+                    continue;
+                }
+            }
+            _ = shared.notify.notified() => {}
+            _ = tick.tick() => {}
+        }
+        // Nothing was ready, or the batch is full: the batch ends here.
+        poll.batch = 0;
+        poll.maybe_commit(true);
+        poll.resume_drained();
+    }
+    drop(consumer);
+    poll.stop().await;
+}
+
+struct PollLoop {
+    shared: Arc<ConsumerShared>,
+    consumer: Arc<ListenerConsumer>,
+    app: Arc<AppContext>,
+    workers: Vec<JoinHandle<()>>,
+    batch: u32,
+    last_commit: Instant,
+}
+
+impl PollLoop {
+    fn dispatch(&mut self, message: &BorrowedMessage<'_>) {
+        let (partition, offset) = (message.partition(), message.offset());
+        let mut slots = self.shared.slots();
+        let index = match slots
+            .iter()
+            .position(|s| s.state.partition() == partition && s.state.topic() == message.topic())
+        {
+            Some(index) => index,
+            None => {
+                let state = Arc::new(PartitionState::new(
+                    Arc::from(message.topic()),
+                    partition,
+                    Arc::clone(&self.shared),
+                ));
+                let (jobs, receiver) = mpsc::unbounded_channel();
+                self.workers.retain(|w| !w.is_finished());
+                self.workers.push(tokio::spawn(worker::run(
+                    Arc::clone(&state),
+                    receiver,
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.app),
+                )));
+                let dispatch_epoch = state.epoch();
+                slots.push(Slot {
+                    state,
+                    jobs,
+                    dispatch_epoch,
+                    paused_full: false,
+                    paused_rewind: false,
+                });
+                slots.len() - 1
+            }
+        };
+        let slot = &mut slots[index];
+        if slot.dispatch_epoch != slot.state.epoch() {
+            // A rewind is pending: this record will be fetched again after the seek.
+            return;
+        }
+        let record = ConsumerRecord::detach(message, slot.state.topic_arc());
+        let in_flight = slot.state.dispatch(offset);
+        let job = Job {
+            record,
+            epoch: slot.dispatch_epoch,
+        };
+        if slot.jobs.send(job).is_err() {
+            return;
+        }
+        if in_flight >= self.shared.spec.max_in_flight && !slot.paused_full {
+            slot.paused_full = true;
+            if !slot.paused_rewind {
+                self.pause(&slot.state, true);
+            }
+        }
+    }
+
+    fn pause(&self, state: &PartitionState, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(state.topic(), state.partition());
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(error) = result {
+            tracing::warn!(
+                consumer = %self.shared.name, topic = state.topic(), partition = state.partition(),
+                %error, pause, "cannot pause/resume partition"
+            );
+        }
+    }
+
+    /// Resumes partitions paused at `max-in-flight` once half of their records are done.
+    fn resume_drained(&mut self) {
+        let limit = self.shared.spec.max_in_flight / 2;
+        let mut slots = self.shared.slots();
+        for slot in slots.iter_mut().filter(|s| s.paused_full) {
+            if slot.state.in_flight() <= limit {
+                slot.paused_full = false;
+                if !slot.paused_rewind {
+                    self.pause(&slot.state, false);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Rewind {
+                partition,
+                offset,
+                delay,
+                epoch,
+            } => {
+                if delay.is_zero() {
+                    self.seek(&partition, offset, epoch);
+                    return;
+                }
+                let mut slots = self.shared.slots();
+                let Some(slot) = slots.iter_mut().find(|s| Arc::ptr_eq(&s.state, &partition))
+                else {
+                    return;
+                };
+                if !slot.paused_rewind && !slot.paused_full {
+                    self.pause(&partition, true);
+                }
+                slot.paused_rewind = true;
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    shared.send(Command::Seek {
+                        partition,
+                        offset,
+                        epoch,
+                    });
+                });
+            }
+            Command::Seek {
+                partition,
+                offset,
+                epoch,
+            } => self.seek(&partition, offset, epoch),
+        }
+    }
+
+    fn seek(&mut self, partition: &Arc<PartitionState>, offset: i64, epoch: u64) {
+        if partition.epoch() != epoch {
+            // A later rewind of the same partition supersedes this one.
+            return;
+        }
+        let mut slots = self.shared.slots();
+        let Some(slot) = slots.iter_mut().find(|s| Arc::ptr_eq(&s.state, partition)) else {
+            return;
+        };
+        // Timeout zero: an asynchronous seek; librdkafka discards records fetched before it.
+        if let Err(error) = self.consumer.seek(
+            partition.topic(),
+            partition.partition(),
+            Offset::Offset(offset),
+            Duration::ZERO,
+        ) {
+            tracing::warn!(
+                consumer = %self.shared.name, topic = partition.topic(), partition = partition.partition(),
+                offset, %error, "seek failed; the partition will be redelivered from its committed offset after a rebalance"
+            );
+        }
+        slot.dispatch_epoch = epoch;
+        if slot.paused_rewind {
+            slot.paused_rewind = false;
+            if !slot.paused_full {
+                self.pause(partition, false);
+            }
+        }
+    }
+
+    /// Commits acknowledged offsets when the ack mode says it is time.
+    fn maybe_commit(&mut self, batch_end: bool) {
+        let shared = &self.shared;
+        if !shared.dirty.load(Ordering::Acquire) {
+            return;
+        }
+        let spec = &shared.spec;
+        let elapsed = self.last_commit.elapsed() >= spec.ack_time;
+        let counted = shared.acked.load(Ordering::Relaxed) >= u64::from(spec.ack_count);
+        let due = match spec.ack_mode {
+            AckMode::Record => true,
+            AckMode::Batch | AckMode::Manual | AckMode::ManualImmediate => batch_end || elapsed,
+            AckMode::Time => elapsed,
+            AckMode::Count => counted,
+            AckMode::CountTime => counted || elapsed,
+        };
+        if !due {
+            return;
+        }
+        shared.dirty.store(false, Ordering::Release);
+        shared.acked.store(0, Ordering::Relaxed);
+        self.last_commit = Instant::now();
+        let tpl = shared.commit_list(false);
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(consumer = %shared.name, %error, "commit failed; it will be retried");
+            self.retry_later(&tpl);
+        }
+    }
+
+    fn retry_later(&self, tpl: &TopicPartitionList) {
+        for slot in self.shared.slots().iter() {
+            for element in tpl.elements() {
+                if element.topic() == slot.state.topic()
+                    && element.partition() == slot.state.partition()
+                {
+                    if let Offset::Offset(offset) = element.offset() {
+                        slot.state.commit_failed(offset);
+                    }
+                }
+            }
+        }
+        self.shared.dirty.store(true, Ordering::Release);
+    }
+
+    /// Stops fetching, lets in-flight handlers finish, commits what was acknowledged, leaves the group.
+    async fn stop(self) {
+        let shared = self.shared;
+        shared.stopping.store(true, Ordering::Release);
+        let workers = self.workers;
+        let closing: Vec<Slot> = std::mem::take(&mut *shared.slots());
+        let states: Vec<Arc<PartitionState>> =
+            closing.iter().map(|s| Arc::clone(&s.state)).collect();
+        drop(closing);
+        let finished = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
+            for worker in workers {
+                let _ = worker.await;
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                consumer = %shared.name,
+                "handlers still running after {SHUTDOWN_TIMEOUT:?}; their records stay uncommitted and will be redelivered"
+            );
+        }
+        let mut tpl = TopicPartitionList::new();
+        for state in &states {
+            if let Some(offset) = state.take_commit(true) {
+                add(&mut tpl, state.topic(), state.partition(), offset);
+            }
+        }
+        let consumer = self.consumer;
+        let name = shared.name.clone();
+        // Closing a consumer blocks (final commit, leaving the group): keep it off the async threads.
+        let closed = tokio::task::spawn_blocking(move || {
+            commit_sync(consumer.as_ref(), &tpl, &name);
+            drop(consumer);
+        })
+        .await;
+        if let Err(error) = closed {
+            tracing::warn!(consumer = %shared.name, %error, "consumer close failed");
+        }
+        tracing::info!(consumer = %shared.name, "consumer stopped");
+    }
+}

@@ -1,0 +1,101 @@
+//! Listener containers: `concurrency` consumers per listener, each dispatching its partitions to
+//! per-partition workers and committing what was acknowledged.
+//!
+//! Spring's semantics: each consumer is its own librdkafka consumer in the listener's group, so
+//! `concurrency = 3` on 6 partitions gives 3 group members with 2 partitions each. Within a
+//! consumer, each partition has its own worker task: records of one partition reach the handler
+//! in offset order, and a slow partition does not stall the others.
+
+mod consumer;
+mod partition;
+mod worker;
+
+pub(crate) use partition::PartitionState;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{client, AckMode, Format, KafkaSettings};
+use crate::context::AppContext;
+use crate::error::Error;
+use crate::extract::RecordContext;
+use crate::listener::Invocation;
+
+/// Deliveries of a failing record before it is skipped: Spring's `DefaultErrorHandler` default
+/// (`FixedBackOff(0, 9)`, ten deliveries in all).
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// A listener with its configuration resolved: what every consumer of its container needs.
+pub(crate) struct ListenerSpec {
+    pub(crate) id: &'static str,
+    pub(crate) topics: Vec<String>,
+    pub(crate) group: String,
+    pub(crate) concurrency: u32,
+    pub(crate) ack_mode: AckMode,
+    pub(crate) invoke: fn(&mut RecordContext) -> Invocation,
+    /// (key, value) formats.
+    pub(crate) formats: (Format, Format),
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_poll_records: u32,
+    pub(crate) ack_count: u32,
+    pub(crate) ack_time: Duration,
+    pub(crate) poll_timeout: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Duration,
+}
+
+/// The running consumers of one listener.
+pub(crate) struct ListenerContainer {
+    consumers: Vec<JoinHandle<()>>,
+}
+
+impl ListenerContainer {
+    /// Creates and subscribes `concurrency` consumers and starts their poll loops.
+    pub(crate) fn start(
+        spec: Arc<ListenerSpec>,
+        settings: &KafkaSettings,
+        bootstrap: &str,
+        app: &Arc<AppContext>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Self, Error> {
+        let mut consumers = Vec::new();
+        for index in 0..spec.concurrency {
+            let name = format!("{}-{index}", spec.id);
+            let props = settings.consumer_properties(bootstrap, &spec.group, &index.to_string());
+            let (shared, commands) = consumer::ConsumerShared::new(Arc::clone(&spec), name.clone());
+            let context = consumer::ContainerContext::new(Arc::clone(&shared));
+            let created: consumer::ListenerConsumer = client::client_config(&props)
+                .create_with_context(context)
+                .map_err(Error::kafka(format!(
+                    "listener `{}`: cannot create consumer {name}",
+                    spec.id
+                )))?;
+            let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+            created.subscribe(&topics).map_err(Error::kafka(format!(
+                "listener `{}`: cannot subscribe to {topics:?}",
+                spec.id
+            )))?;
+            consumers.push(tokio::spawn(consumer::run(
+                shared,
+                Arc::new(created),
+                commands,
+                shutdown.clone(),
+                Arc::clone(app),
+            )));
+        }
+        Ok(ListenerContainer { consumers })
+    }
+
+    /// Waits until every consumer stopped (after the shutdown signal).
+    pub(crate) async fn join(self) {
+        for consumer in self.consumers {
+            if let Err(error) = consumer.await {
+                tracing::error!(%error, "listener consumer task failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! An in-process Kafka: librdkafka's mock cluster, for a first `cargo run` and for fast tests.
+//!
+//! It speaks the Kafka protocol on a loopback port, so any client (another process too) can use
+//! its [`bootstrap_servers`](EmbeddedKafka::bootstrap_servers). Data lives in memory and is gone
+//! when it is dropped. It has no CreateTopics handler: create topics with
+//! [`create_topic`](EmbeddedKafka::create_topic).
+
+use rdkafka::bindings as rdsys;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
+use rdkafka::ClientConfig;
+
+use crate::error::Error;
+
+/// A running mock cluster; stops when dropped.
+pub struct EmbeddedKafka {
+    /// The client that owns the mock cluster (`test.mock.num.brokers`).
+    owner: BaseProducer,
+    bootstrap: String,
+}
+
+impl EmbeddedKafka {
+    /// Starts a one-broker cluster.
+    pub fn start() -> Result<Self, Error> {
+        let owner: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .map_err(Error::kafka("cannot start the embedded Kafka cluster"))?;
+        let bootstrap = mock(&owner)?.bootstrap_servers();
+        let embedded = EmbeddedKafka { owner, bootstrap };
+        embedded.set_initial_rebalance_delay_ms(0);
+        Ok(embedded)
+    }
+
+    /// The address to give clients.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Creates `topic` with `partitions` partitions (replication factor 1).
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        mock(&self.owner)?
+            .create_topic(topic, partitions, 1)
+            .map_err(Error::kafka(format!(
+                "cannot create topic `{topic}` on the embedded cluster"
+            )))
+    }
+
+    /// The mock cluster itself, for fault injection (`request_errors`, `broker_down`, ...).
+    pub fn mock_cluster(&self) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
+        mock(&self.owner)
+    }
+
+    /// Real brokers wait `group.initial.rebalance.delay.ms` (3 s by default, in the mock too) for
+    /// more members before the first assignment; the embedded cluster starts without that wait.
+    fn set_initial_rebalance_delay_ms(&self, delay_ms: i32) {
+        let client = self.owner.client();
+        // SAFETY: `client.native_ptr()` is the live handle that owns the mock cluster; the cluster
+        // pointer it returns is non-null for such a handle (checked) and lives as long as `owner`.
+        unsafe {
+            let cluster = rdsys::rd_kafka_handle_mock_cluster(client.native_ptr());
+            if !cluster.is_null() {
+                rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, delay_ms);
+            }
+        }
+    }
+}
+
+fn mock(owner: &BaseProducer) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
+    owner
+        .client()
+        .mock_cluster()
+        .ok_or_else(|| Error::Listener {
+            listener: "embedded".to_owned(),
+            message: "librdkafka did not create a mock cluster".to_owned(),
+        })
+}
+
+impl std::fmt::Debug for EmbeddedKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedKafka")
+            .field("bootstrap_servers", &self.bootstrap)
+            .finish()
+    }
+}

@@ -1,0 +1,59 @@
+//! The runtime's error type.
+
+use rdkafka::error::KafkaError;
+
+use crate::config::ConfigError;
+
+/// Why the application could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener's registration cannot run as declared.
+    #[error("listener `{listener}`: {message}")]
+    Listener {
+        /// The listener id.
+        listener: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// Two listeners share an id.
+    #[error(
+        "two listeners have the id `{id}` ({first} and {second}); give one of them `id = \"...\"`"
+    )]
+    DuplicateListener {
+        /// The shared id.
+        id: String,
+        /// The first function.
+        first: &'static str,
+        /// The second function.
+        second: &'static str,
+    },
+    /// The brokers did not answer.
+    #[error("cannot reach Kafka at {servers} within {timeout_secs}s: {source}")]
+    Unreachable {
+        /// The bootstrap servers tried.
+        servers: String,
+        /// How long we waited.
+        timeout_secs: u64,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// A librdkafka client failed.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What we were doing.
+        context: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+}
+
+impl Error {
+    pub(crate) fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
+        let context = context.into();
+        move |source| Error::Kafka { context, source }
+    }
+}

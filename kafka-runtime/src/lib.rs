@@ -1,0 +1,89 @@
+//! Spring-for-Apache-Kafka-style listeners on [rdkafka] and [tokio].
+//!
+//! Annotate async handler functions; get a Kafka consumer service with acknowledgment-driven
+//! commits, configured by an `application.toml` that mirrors Spring Boot's `spring.kafka.*` keys.
+//!
+//! ```no_run
+//! use kafka_runtime::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct UserEvent { event_type: String, user_id: String }
+//!
+//! #[kafka_listener(topics = "user-events", group = "my-consumer-group", ack_mode = "manual")]
+//! async fn handle_user_event(
+//!     Payload(event): Payload<UserEvent>,
+//!     Key(key): Key<String>,
+//!     ack: Ack,
+//! ) -> Result<(), HandlerError> {
+//!     tracing::info!(%key, event_type = %event.event_type, user = %event.user_id, "processing");
+//!     ack.acknowledge(); // the offset is committed once this and every earlier record is acknowledged
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), kafka_runtime::Error> {
+//!     KafkaApplication::from_default_config()?.run().await
+//! }
+//! ```
+//!
+//! The path of a record: a container's consumer ([`container`](crate#architecture)) polls it and
+//! hands it to its partition's worker; the worker builds the handler's arguments with
+//! [`extract::FromRecord`], runs the handler, and settles the record: acknowledged records form a
+//! prefix per partition whose end is committed per [`AckMode`]; failed or nacked ones are sought
+//! back and delivered again.
+//!
+//! # Architecture
+//! See `ARCHITECTURE.md` in the repository.
+
+#![deny(missing_docs)]
+
+mod ack;
+mod app;
+pub mod codec;
+pub mod config;
+mod container;
+mod context;
+pub mod embedded;
+mod error;
+pub mod extract;
+mod listener;
+mod record;
+pub mod template;
+
+pub use ack::Ack;
+pub use app::{KafkaApplication, RunningApplication};
+pub use config::{AckMode, Config, ConfigError};
+pub use context::AppContext;
+pub use embedded::EmbeddedKafka;
+pub use error::Error;
+pub use extract::{DeliveryAttempt, Headers, Key, Metadata, Payload, State};
+pub use kafka_macros::kafka_listener;
+pub use listener::{HandlerError, IntoHandlerResult, ListenerRegistration};
+pub use record::{ConsumerRecord, Header, TimestampType};
+pub use template::{KafkaTemplate, SendError, SendResult};
+
+/// Everything a handler module needs: `use kafka_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        kafka_listener, Ack, ConsumerRecord, DeliveryAttempt, HandlerError, Headers,
+        KafkaApplication, KafkaTemplate, Key, Metadata, Payload, State,
+    };
+}
+
+/// What the `#[kafka_listener]` expansion refers to; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::config::AckMode;
+    pub use crate::extract::{FromRecord, RecordContext};
+    pub use crate::listener::{IntoHandlerResult, Invocation, ListenerRegistration};
+    pub use crate::AppContext;
+    pub use inventory;
+
+    /// Asserts at the argument's span that `T` is an extractor.
+    pub fn extract<T: FromRecord>(ctx: &mut RecordContext) -> Result<T, crate::extract::Rejection> {
+        T::from_record(ctx)
+    }
+
+    /// Asserts at the payload type's span that it can be deserialized.
+    pub const fn assert_deserializable<T: serde::de::DeserializeOwned>() {}
+}

@@ -1,0 +1,214 @@
+//! What `#[kafka_listener]` registers, and what handlers return.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::config::AckMode;
+use crate::context::AppContext;
+use crate::extract::{RecordContext, Rejection};
+
+/// The future of one handler call.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// The outcome of extracting a handler's arguments from a record.
+pub enum Invocation {
+    /// Every argument was built; the handler's future is ready to run.
+    Run(HandlerFuture),
+    /// An argument could not be built; the handler is not called.
+    Rejected(Rejection),
+}
+
+/// One `#[kafka_listener]`, registered at compile time through `inventory`.
+///
+/// Built by the macro; all logic stays in the runtime.
+#[derive(Debug)]
+pub struct ListenerRegistration {
+    pub(crate) id: &'static str,
+    pub(crate) function: &'static str,
+    pub(crate) topics: &'static [&'static str],
+    pub(crate) group: Option<&'static str>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) ack_mode: Option<AckMode>,
+    pub(crate) auto_startup: bool,
+    pub(crate) takes_ack: bool,
+    pub(crate) invoke: fn(&mut RecordContext) -> Invocation,
+    pub(crate) check: fn(&AppContext) -> Result<(), String>,
+}
+
+impl ListenerRegistration {
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub const fn new(
+        id: &'static str,
+        function: &'static str,
+        topics: &'static [&'static str],
+        group: Option<&'static str>,
+        concurrency: Option<u32>,
+        ack_mode: Option<AckMode>,
+        auto_startup: bool,
+        takes_ack: bool,
+        invoke: fn(&mut RecordContext) -> Invocation,
+        check: fn(&AppContext) -> Result<(), String>,
+    ) -> Self {
+        ListenerRegistration {
+            id,
+            function,
+            topics,
+            group,
+            concurrency,
+            ack_mode,
+            auto_startup,
+            takes_ack,
+            invoke,
+            check,
+        }
+    }
+
+    /// The listener id: the `id` attribute, or the handler's path.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The topics it consumes.
+    pub fn topics(&self) -> &'static [&'static str] {
+        self.topics
+    }
+
+    /// Every listener linked into this binary.
+    pub fn all() -> impl Iterator<Item = &'static ListenerRegistration> {
+        inventory::iter::<ListenerRegistration>.into_iter()
+    }
+}
+
+inventory::collect!(ListenerRegistration);
+
+/// A failed handler call: the error's type name and message (with its chain), and whether
+/// retrying may help.
+///
+/// Handlers may return `Result<(), E>` for any `E: Display`; `?` turns any `std::error::Error`
+/// into a `HandlerError`.
+pub struct HandlerError {
+    type_name: &'static str,
+    message: String,
+    retryable: bool,
+}
+
+impl HandlerError {
+    /// A retryable error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerError {
+            type_name: std::any::type_name::<Self>(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// An error that retrying cannot fix (e.g. a record that breaks a business rule).
+    pub fn non_retryable(message: impl Into<String>) -> Self {
+        HandlerError {
+            retryable: false,
+            ..HandlerError::new(message)
+        }
+    }
+
+    pub(crate) fn panic(payload: &(dyn Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        HandlerError {
+            type_name: "panic",
+            message,
+            retryable: true,
+        }
+    }
+
+    /// Whether the record may succeed when delivered again.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The message, with the error's causes.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The Rust type of the original error.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("type_name", &self.type_name)
+            .field("message", &self.message)
+            .field("retryable", &self.retryable)
+            .finish()
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        HandlerError {
+            type_name: std::any::type_name::<E>(),
+            message,
+            retryable: true,
+        }
+    }
+}
+
+/// What a handler may return: `()` or `Result<(), E>` with `E: Display`.
+#[diagnostic::on_unimplemented(
+    message = "`#[kafka_listener]` handlers return `()` or `Result<(), E>` with `E: Display`, not `{Self}`"
+)]
+pub trait IntoHandlerResult {
+    /// Converts the return value.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(|error| {
+            let mut slot = Some(error);
+            if let Some(handler_error) = (&mut slot as &mut dyn Any)
+                .downcast_mut::<Option<HandlerError>>()
+                .and_then(Option::take)
+            {
+                return handler_error;
+            }
+            match slot {
+                Some(error) => HandlerError {
+                    type_name: std::any::type_name::<E>(),
+                    message: format!("{error:#}"),
+                    retryable: true,
+                },
+                // Only a `HandlerError` is ever taken out of the slot above.
+                None => HandlerError::new("handler error"),
+            }
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! `KafkaTemplate`: the producer side, built from `[kafka.producer]`.
+//!
+//! ```no_run
+//! # async fn demo(template: kafka_runtime::KafkaTemplate) -> Result<(), kafka_runtime::SendError> {
+//! #[derive(serde::Serialize)]
+//! struct UserEvent { event_type: String, user_id: String }
+//!
+//! let event = UserEvent { event_type: "user_created".into(), user_id: "123".into() };
+//! // Waits for the broker's acknowledgment and returns where the record landed.
+//! let sent = template.send("user-events", "user-123", &event).await?;
+//! println!("{}-{}@{}", sent.topic, sent.partition, sent.offset);
+//!
+//! // Headers, an explicit partition or timestamp:
+//! template
+//!     .record("user-events")
+//!     .key("user-123")
+//!     .header("correlation_id", "abc-123")
+//!     .send(&event)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Keys and values are encoded per `producer.key-serializer` (default `string`) and
+//! `producer.value-serializer` (default `json`); `&str`, `String`, `&[u8]` and `Vec<u8>` are sent
+//! as they are. Delivery failures come back as [`SendError`], never as panics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use serde::Serialize;
+
+use crate::codec::{self, CodecError};
+use crate::config::{client, Format, KafkaSettings};
+use crate::error::Error;
+
+/// Where a record was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset the broker gave the record.
+    pub offset: i64,
+}
+
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The key or value could not be encoded; nothing was sent.
+    #[error("cannot encode the {part} of a record for topic `{topic}`: {source}")]
+    Encode {
+        /// The topic.
+        topic: String,
+        /// `key` or `value`.
+        part: &'static str,
+        /// Why.
+        source: CodecError,
+    },
+    /// The broker did not take the record (after librdkafka's retries, within `delivery.timeout.ms`).
+    #[error("delivery to topic `{topic}` failed: {source}")]
+    Delivery {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+}
+
+/// Sends records; cheap to clone (clones share one librdkafka producer).
+#[derive(Clone)]
+pub struct KafkaTemplate {
+    inner: Arc<TemplateInner>,
+}
+
+struct TemplateInner {
+    producer: FutureProducer,
+    key_format: Format,
+    value_format: Format,
+}
+
+impl std::fmt::Debug for KafkaTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTemplate")
+            .field("key_format", &self.inner.key_format)
+            .field("value_format", &self.inner.value_format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaTemplate {
+    /// Creates a template for `bootstrap` with the `[kafka.producer]` settings.
+    pub fn new(settings: &KafkaSettings, bootstrap: &str) -> Result<Self, Error> {
+        let props = settings.producer_properties(bootstrap);
+        let producer: FutureProducer = client::client_config(&props)
+            .create()
+            .map_err(Error::kafka("cannot create the template's producer"))?;
+        Ok(KafkaTemplate {
+            inner: Arc::new(TemplateInner {
+                producer,
+                key_format: settings.producer.key_serializer,
+                value_format: settings.producer.value_serializer,
+            }),
+        })
+    }
+
+    /// Sends `value` with `key` to `topic` and waits for the broker's acknowledgment.
+    pub async fn send<K, V>(&self, topic: &str, key: &K, value: &V) -> Result<SendResult, SendError>
+    where
+        K: Serialize + ?Sized + 'static,
+        V: Serialize + ?Sized + 'static,
+    {
+        self.record(topic).key(key).send(value).await
+    }
+
+    /// Sends `value` with a null key.
+    pub async fn send_value<V>(&self, topic: &str, value: &V) -> Result<SendResult, SendError>
+    where
+        V: Serialize + ?Sized + 'static,
+    {
+        self.record(topic).send(value).await
+    }
+
+    /// Starts a record with headers, a partition or a timestamp.
+    pub fn record(&self, topic: &str) -> RecordBuilder<'_> {
+        RecordBuilder {
+            template: self,
+            topic: topic.to_owned(),
+            key: None,
+            headers: Vec::new(),
+            partition: None,
+            timestamp: None,
+        }
+    }
+
+    /// Sends every `(key, value)` to `topic` at once (pipelined, not one after the other) and waits
+    /// for all; the results are in input order.
+    pub async fn send_batch<K, V, I>(
+        &self,
+        topic: &str,
+        items: I,
+    ) -> Vec<Result<SendResult, SendError>>
+    where
+        K: Serialize + 'static,
+        V: Serialize + 'static,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let sends = items
+            .into_iter()
+            .map(|(key, value)| {
+                let record = self.record(topic).key(&key);
+                let encoded = record.encode(&value);
+                async move { encoded?.deliver().await }
+            })
+            .collect::<Vec<_>>();
+        join_all(sends).await
+    }
+
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        &self.inner.producer
+    }
+
+    /// Waits until every queued record is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.producer.flush(timeout)
+    }
+}
+
+/// A record being built: see [`KafkaTemplate::record`].
+#[must_use = "a record is sent only by .send()"]
+pub struct RecordBuilder<'t> {
+    template: &'t KafkaTemplate,
+    topic: String,
+    key: Option<Result<Vec<u8>, CodecError>>,
+    headers: Vec<(String, Vec<u8>)>,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+}
+
+impl RecordBuilder<'_> {
+    /// Sets the key, encoded per `producer.key-serializer`.
+    pub fn key<K: Serialize + ?Sized + 'static>(mut self, key: &K) -> Self {
+        self.key = Some(codec::encode(key, self.template.inner.key_format));
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push((name.into(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Sends to this partition instead of the one the key hashes to.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the record's timestamp (milliseconds since the epoch).
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// Encodes `value`, sends the record and waits for the broker's acknowledgment.
+    pub async fn send<V: Serialize + ?Sized + 'static>(
+        self,
+        value: &V,
+    ) -> Result<SendResult, SendError> {
+        self.encode(value)?.deliver().await
+    }
+
+    fn encode<V: Serialize + ?Sized + 'static>(self, value: &V) -> Result<Encoded, SendError> {
+        let encode_error = |part, source| SendError::Encode {
+            topic: self.topic.clone(),
+            part,
+            source,
+        };
+        let key = self.key.transpose().map_err(|e| encode_error("key", e))?;
+        let value = codec::encode(value, self.template.inner.value_format)
+            .map_err(|e| encode_error("value", e))?;
+        Ok(Encoded {
+            template: Arc::clone(&self.template.inner),
+            topic: self.topic,
+            key,
+            value,
+            headers: self.headers,
+            partition: self.partition,
+            timestamp: self.timestamp,
+        })
+    }
+}
+
+/// A record with its bytes ready, not borrowing from the caller.
+struct Encoded {
+    template: Arc<TemplateInner>,
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+}
+
+impl Encoded {
+    async fn deliver(self) -> Result<SendResult, SendError> {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).payload(&self.value[..]);
+        if let Some(key) = &self.key {
+            record = record.key(&key[..]);
+        }
+        if !self.headers.is_empty() {
+            let headers =
+                self.headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |headers, (name, value)| {
+                        headers.insert(KafkaHeader {
+                            key: name,
+                            value: Some(value),
+                        })
+                    });
+            record = record.headers(headers);
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        if let Some(timestamp) = self.timestamp {
+            record = record.timestamp(timestamp);
+        }
+        match self.template.producer.send(record, Timeout::Never).await {
+            Ok(delivery) => Ok(SendResult {
+                topic: self.topic.clone(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((source, _)) => Err(SendError::Delivery {
+                topic: self.topic.clone(),
+                source,
+            }),
+        }
+    }
+}
