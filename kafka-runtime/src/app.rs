@@ -13,6 +13,7 @@ use crate::context::{AppContext, States};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
 use crate::listener::ListenerRegistration;
+use crate::placeholder;
 use crate::template::KafkaTemplate;
 
 /// Partitions of each listener topic created on the embedded cluster (at least the listener's
@@ -33,6 +34,7 @@ pub struct KafkaApplication {
     config: Config,
     states: States,
     only: Option<Vec<String>>,
+    properties: BTreeMap<String, String>,
 }
 
 impl KafkaApplication {
@@ -42,6 +44,7 @@ impl KafkaApplication {
             config,
             states: States::default(),
             only: None,
+            properties: BTreeMap::new(),
         }
     }
 
@@ -64,6 +67,13 @@ impl KafkaApplication {
     /// Starts only the listeners with these ids (by default: every listener with `auto_startup`).
     pub fn with_listeners<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Self {
         self.only = Some(ids.into_iter().map(str::to_owned).collect());
+        self
+    }
+
+    /// Sets a property for `${name}` placeholders in listeners' `topics` and `group` (looked up
+    /// here first, then as an environment variable, then the placeholder's `:default`).
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(name.into(), value.into());
         self
     }
 
@@ -102,7 +112,7 @@ impl KafkaApplication {
         let app = AppContext::new(self.states, template.clone());
         let specs = registrations
             .iter()
-            .map(|registration| resolve(registration, &self.config, &app))
+            .map(|registration| resolve(registration, &self.config, &self.properties, &app))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(embedded) = &embedded {
             create_embedded_topics(embedded, &specs)?;
@@ -190,6 +200,7 @@ fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
 fn resolve(
     registration: &'static ListenerRegistration,
     config: &Config,
+    properties: &BTreeMap<String, String>,
     app: &AppContext,
 ) -> Result<Arc<ListenerSpec>, Error> {
     let settings = &config.kafka;
@@ -197,9 +208,16 @@ fn resolve(
         listener: registration.id.to_owned(),
         message,
     };
+    let placeholders = |text: &str| placeholder::resolve(text, properties).map_err(listener_error);
+    let topics = registration
+        .topics
+        .iter()
+        .map(|topic| placeholders(topic))
+        .collect::<Result<Vec<_>, _>>()?;
     let group = registration
         .group
-        .map(str::to_owned)
+        .map(placeholders)
+        .transpose()?
         .or_else(|| settings.consumer.group_id.clone())
         .ok_or_else(|| {
             listener_error(
@@ -221,11 +239,7 @@ fn resolve(
     (registration.check)(app).map_err(listener_error)?;
     Ok(Arc::new(ListenerSpec {
         id: registration.id,
-        topics: registration
-            .topics
-            .iter()
-            .map(|t| (*t).to_owned())
-            .collect(),
+        topics,
         group,
         concurrency: registration
             .concurrency
@@ -333,6 +347,20 @@ impl RunningApplication {
     /// The embedded cluster, when no bootstrap servers were configured.
     pub fn embedded(&self) -> Option<&EmbeddedKafka> {
         self.embedded.as_ref()
+    }
+
+    /// Per listener id, per consumer (`<listener>-<index>`), the partitions the group assigned
+    /// to it right now.
+    pub fn assignments(&self) -> BTreeMap<&'static str, BTreeMap<String, Vec<(String, i32)>>> {
+        self.containers
+            .iter()
+            .map(|container| {
+                (
+                    container.id(),
+                    container.assignments().into_iter().collect(),
+                )
+            })
+            .collect()
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.

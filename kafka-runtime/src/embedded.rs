@@ -5,7 +5,6 @@
 //! when it is dropped. It has no CreateTopics handler: create topics with
 //! [`create_topic`](EmbeddedKafka::create_topic).
 
-use rdkafka::bindings as rdsys;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
@@ -27,9 +26,7 @@ impl EmbeddedKafka {
             .create()
             .map_err(Error::kafka("cannot start the embedded Kafka cluster"))?;
         let bootstrap = mock(&owner)?.bootstrap_servers();
-        let embedded = EmbeddedKafka { owner, bootstrap };
-        embedded.set_initial_rebalance_delay_ms(0);
-        Ok(embedded)
+        Ok(EmbeddedKafka { owner, bootstrap })
     }
 
     /// The address to give clients.
@@ -49,20 +46,6 @@ impl EmbeddedKafka {
     /// The mock cluster itself, for fault injection (`request_errors`, `broker_down`, ...).
     pub fn mock_cluster(&self) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
         mock(&self.owner)
-    }
-
-    /// Real brokers wait `group.initial.rebalance.delay.ms` (3 s by default, in the mock too) for
-    /// more members before the first assignment; the embedded cluster starts without that wait.
-    fn set_initial_rebalance_delay_ms(&self, delay_ms: i32) {
-        let client = self.owner.client();
-        // SAFETY: `client.native_ptr()` is the live handle that owns the mock cluster; the cluster
-        // pointer it returns is non-null for such a handle (checked) and lives as long as `owner`.
-        unsafe {
-            let cluster = rdsys::rd_kafka_handle_mock_cluster(client.native_ptr());
-            if !cluster.is_null() {
-                rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, delay_ms);
-            }
-        }
     }
 }
 

@@ -47,6 +47,8 @@ pub mod embedded;
 mod error;
 pub mod extract;
 mod listener;
+mod log;
+mod placeholder;
 mod record;
 pub mod template;
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -69,6 +70,8 @@ pub(crate) struct ConsumerShared {
     dirty: AtomicBool,
     acked: AtomicU64,
     pub(crate) stopping: AtomicBool,
+    /// The partitions the group gave this consumer, as (topic, partition).
+    assigned: Mutex<Vec<(String, i32)>>,
     commands: mpsc::UnboundedSender<Command>,
     consumer: OnceLock<Weak<ListenerConsumer>>,
 }
@@ -87,10 +90,33 @@ impl ConsumerShared {
             dirty: AtomicBool::new(false),
             acked: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            assigned: Mutex::new(Vec::new()),
             commands,
             consumer: OnceLock::new(),
         });
         (shared, receiver)
+    }
+
+    /// The partitions currently assigned to this consumer, sorted.
+    pub(crate) fn assignment(&self) -> Vec<(String, i32)> {
+        let mut assigned = self
+            .assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        assigned.sort();
+        assigned
+    }
+
+    fn set_assignment(&self, tpl: &TopicPartitionList, assign: bool) {
+        let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        for element in tpl.elements() {
+            let entry = (element.topic().to_owned(), element.partition());
+            assigned.retain(|e| *e != entry);
+            if assign {
+                assigned.push(entry);
+            }
+        }
     }
 
     fn slots(&self) -> MutexGuard<'_, Vec<Slot>> {
@@ -213,6 +239,10 @@ impl ContainerContext {
 }
 
 impl ClientContext for ContainerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::log::librdkafka(&self.shared.name, level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(consumer = %self.shared.name, %error, reason, "kafka client error");
     }
@@ -222,6 +252,7 @@ impl ConsumerContext for ContainerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(revoked) => {
+                self.shared.set_assignment(revoked, false);
                 let commit = self.shared.revoke(revoked);
                 commit_sync(consumer, &commit, &self.shared.name);
                 tracing::info!(consumer = %self.shared.name, partitions = %names(revoked), "partitions revoked");
@@ -235,6 +266,7 @@ impl ConsumerContext for ContainerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
+            self.shared.set_assignment(assigned, true);
             // A partition paused under a previous assignment must not stay paused under this one.
             if let Err(error) = consumer.resume(assigned) {
                 tracing::debug!(consumer = %self.shared.name, %error, "resume after assignment");

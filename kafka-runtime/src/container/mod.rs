@@ -50,7 +50,8 @@ pub(crate) struct ListenerSpec {
 
 /// The running consumers of one listener.
 pub(crate) struct ListenerContainer {
-    consumers: Vec<JoinHandle<()>>,
+    id: &'static str,
+    consumers: Vec<(Arc<consumer::ConsumerShared>, JoinHandle<()>)>,
 }
 
 impl ListenerContainer {
@@ -79,20 +80,37 @@ impl ListenerContainer {
                 "listener `{}`: cannot subscribe to {topics:?}",
                 spec.id
             )))?;
-            consumers.push(tokio::spawn(consumer::run(
-                shared,
+            let task = tokio::spawn(consumer::run(
+                Arc::clone(&shared),
                 Arc::new(created),
                 commands,
                 shutdown.clone(),
                 Arc::clone(app),
-            )));
+            ));
+            consumers.push((shared, task));
         }
-        Ok(ListenerContainer { consumers })
+        Ok(ListenerContainer {
+            id: spec.id,
+            consumers,
+        })
+    }
+
+    /// The listener id.
+    pub(crate) fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// Each consumer's name and its assigned (topic, partition)s.
+    pub(crate) fn assignments(&self) -> Vec<(String, Vec<(String, i32)>)> {
+        self.consumers
+            .iter()
+            .map(|(shared, _)| (shared.name.clone(), shared.assignment()))
+            .collect()
     }
 
     /// Waits until every consumer stopped (after the shutdown signal).
     pub(crate) async fn join(self) {
-        for consumer in self.consumers {
+        for (_, consumer) in self.consumers {
             if let Err(error) = consumer.await {
                 tracing::error!(%error, "listener consumer task failed");
             }

@@ -1,0 +1,179 @@
+//! Helpers shared by the integration tests: a cluster per test, unique names, a reader of
+//! committed offsets that is independent of the code under test, and polling waits.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kafka_runtime::{Config, EmbeddedKafka};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+
+/// How long a test waits for something that normally takes milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A Kafka cluster for one test.
+pub struct Cluster {
+    embedded: EmbeddedKafka,
+}
+
+impl Cluster {
+    pub fn start() -> Self {
+        init_logging();
+        Cluster {
+            embedded: EmbeddedKafka::start().expect("embedded cluster starts"),
+        }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        self.embedded.bootstrap_servers()
+    }
+
+    pub fn embedded(&self) -> &EmbeddedKafka {
+        &self.embedded
+    }
+
+    /// Creates a topic with a unique name.
+    pub fn topic(&self, prefix: &str, partitions: i32) -> String {
+        let name = unique(prefix);
+        self.embedded
+            .create_topic(&name, partitions)
+            .expect("topic is created");
+        name
+    }
+
+    /// Configuration pointing at this cluster, with `extra` TOML under `[kafka]` merged in.
+    pub fn config(&self, extra: &str) -> Config {
+        Config::from_toml_str(&format!("[kafka]\n{extra}"), "test.toml")
+            .expect("test configuration is valid")
+            .with_bootstrap_servers(self.bootstrap())
+    }
+
+    /// The group's committed offset per partition (`None` where nothing was committed), read by
+    /// a client that does not join the group.
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", group)
+            .create()
+            .expect("reader consumer");
+        let mut tpl = TopicPartitionList::new();
+        for partition in 0..partitions {
+            tpl.add_partition(topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets are readable");
+        (0..partitions)
+            .map(|partition| {
+                match committed
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => Some(offset),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until the group's committed offsets equal `expected`; returns the last reading.
+    pub async fn wait_committed(
+        &self,
+        group: &str,
+        topic: &str,
+        expected: &[Option<i64>],
+    ) -> Vec<Option<i64>> {
+        let partitions = i32::try_from(expected.len()).expect("partition count");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let committed = self.committed(group, topic, partitions);
+            if committed == expected || Instant::now() > deadline {
+                return committed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Collects what handlers saw, for the test to wait on.
+pub struct Recorder<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T> Clone for Recorder<T> {
+    fn clone(&self) -> Self {
+        Recorder(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Recorder(Arc::new(Mutex::new(Vec::new())))
+    }
+}
+
+impl<T> Recorder<T> {
+    pub fn push(&self, value: T) {
+        self.0.lock().expect("recorder lock").push(value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("recorder lock").len()
+    }
+
+    /// Takes every value out (for tests that hold `Ack`s and release them later).
+    pub fn take_all(&self) -> Vec<T> {
+        std::mem::take(&mut *self.0.lock().expect("recorder lock"))
+    }
+
+    /// Waits until at least `count` values are held.
+    pub async fn wait_len(&self, count: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.len() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            self.len() >= count,
+            "waited {PATIENCE:?} for {count} values, have {}",
+            self.len()
+        );
+    }
+}
+
+impl<T: Clone> Recorder<T> {
+    pub fn snapshot(&self) -> Vec<T> {
+        self.0.lock().expect("recorder lock").clone()
+    }
+
+    /// Waits until at least `count` values were recorded; returns them all.
+    pub async fn wait_for(&self, count: usize) -> Vec<T> {
+        self.wait_len(count).await;
+        self.snapshot()
+    }
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
