@@ -22,6 +22,14 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file is not valid TOML.
+    #[error("{source_name}: {message}")]
+    Syntax {
+        /// The file.
+        source_name: String,
+        /// The parser's message, with the line and column.
+        message: String,
+    },
     /// A key is unknown, has the wrong type or an impossible value.
     #[error("{source_name}: key `{key}`: {message}")]
     Invalid {
@@ -236,15 +244,20 @@ fn from_figment(error: figment::Error, source_of: &dyn Fn(&str) -> String) -> Co
     let mut key = error.path.join(".");
     let message = match &error.kind {
         Kind::UnknownField(field, expected) => {
-            if !key.is_empty() {
-                key.push('.');
+            if error.path.last() != Some(field) {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(field);
             }
-            key.push_str(field);
             format!("unknown key `{field}`, expected one of {}", OneOf(expected))
         }
         Kind::Message(text) if error.path.is_empty() => {
             // TOML syntax errors arrive as a bare message with the line and column in it.
-            text.clone()
+            return ConfigError::Syntax {
+                source_name: source_of(""),
+                message: text.clone(),
+            };
         }
         other => other.to_string(),
     };

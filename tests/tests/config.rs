@@ -1,0 +1,128 @@
+//! Configuration files as users write them: the seed's Spring Boot tree, and the errors a bad
+//! file gets (naming the file, the key and what was expected).
+
+use std::path::PathBuf;
+
+use kafka_runtime::{AckMode, Config};
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kafka-runtime-config-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn error_of(name: &str, text: &str) -> String {
+    Config::load(write(name, text)).expect_err("invalid config").to_string()
+}
+
+#[test]
+fn the_seed_spring_boot_tree_loads() {
+    let path = write(
+        "seed.toml",
+        r#"
+[spring.kafka]
+bootstrap-servers = "localhost:9092"
+
+[spring.kafka.producer]
+acks = "all"
+retries = 3
+batch-size = 16384
+compression-type = "gzip"
+key-serializer = "org.apache.kafka.common.serialization.StringSerializer"
+value-serializer = "org.springframework.kafka.support.serializer.JsonSerializer"
+
+[spring.kafka.consumer]
+group-id = "my-consumer-group"
+auto-offset-reset = "earliest"
+enable-auto-commit = false
+key-deserializer = "org.apache.kafka.common.serialization.StringDeserializer"
+value-deserializer = "org.springframework.kafka.support.serializer.JsonDeserializer"
+
+[spring.kafka.listener]
+ack-mode = "manual"
+concurrency = 3
+"#,
+    );
+    let config = Config::load(&path).expect("the seed's configuration is valid");
+    assert_eq!(config.kafka.listener.ack_mode, AckMode::Manual);
+    assert_eq!(config.kafka.listener.concurrency, 3);
+    assert_eq!(config.kafka.consumer.group_id.as_deref(), Some("my-consumer-group"));
+    assert!(!config.uses_embedded_broker());
+}
+
+#[test]
+fn unknown_key_names_file_key_and_the_keys_expected() {
+    let error = error_of("unknown.toml", "[kafka.consumer]\ngrop-id = \"g\"\n");
+    assert!(error.contains("unknown.toml"), "{error}");
+    assert!(error.contains("key `kafka.consumer.grop-id`"), "{error}");
+    assert!(error.contains("group-id"), "lists the expected keys: {error}");
+}
+
+#[test]
+fn wrong_type_names_the_key_and_the_expected_type() {
+    let error = error_of("type.toml", "[kafka.listener]\nconcurrency = \"three\"\n");
+    assert!(error.contains("type.toml") && error.contains("kafka.listener.concurrency"), "{error}");
+    assert!(error.contains("u32"), "{error}");
+}
+
+#[test]
+fn negative_concurrency_is_rejected() {
+    let error = error_of("negative.toml", "[kafka.listener]\nconcurrency = -1\n");
+    assert!(error.contains("kafka.listener.concurrency"), "{error}");
+    let error = error_of("zero.toml", "[kafka.listener]\nconcurrency = 0\n");
+    assert!(error.contains("at least 1"), "{error}");
+}
+
+#[test]
+fn unknown_ack_mode_lists_springs_modes() {
+    let error = error_of("ackmode.toml", "[kafka.listener]\nack-mode = \"manul\"\n");
+    assert!(error.contains("kafka.listener.ack-mode"), "{error}");
+    assert!(error.contains("manual_immediate"), "{error}");
+}
+
+#[test]
+fn auto_commit_with_an_ack_mode_is_impossible() {
+    let error = error_of(
+        "autocommit.toml",
+        "[kafka.consumer]\nenable-auto-commit = true\n[kafka.listener]\nack-mode = \"manual\"\n",
+    );
+    assert!(error.contains("kafka.consumer.enable-auto-commit"), "{error}");
+    assert!(error.contains("manual"), "{error}");
+}
+
+#[test]
+fn both_trees_at_once_is_an_error() {
+    let error = error_of(
+        "both.toml",
+        "[kafka]\nclient-id = \"a\"\n[spring.kafka]\nclient-id = \"b\"\n",
+    );
+    assert!(error.contains("both [kafka] and [spring.kafka]"), "{error}");
+}
+
+#[test]
+fn malformed_toml_points_at_the_line() {
+    let error = error_of("malformed.toml", "[kafka\nbootstrap-servers = 1\n");
+    assert!(error.contains("malformed.toml"), "{error}");
+    assert!(error.contains("line 1"), "{error}");
+}
+
+#[test]
+fn unknown_serializer_lists_what_is_accepted() {
+    let error = error_of("serializer.toml", "[kafka.producer]\nvalue-serializer = \"avro\"\n");
+    assert!(error.contains("kafka.producer.value-serializer"), "{error}");
+    assert!(error.contains("JsonSerializer"), "{error}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let error = Config::load("/nonexistent/dir/application.toml").expect_err("missing");
+    assert!(error.to_string().contains("/nonexistent/dir/application.toml"), "{error}");
+}
+
+#[test]
+fn unknown_top_level_section_is_rejected() {
+    let error = error_of("section.toml", "[kafak]\nbootstrap-servers = \"x\"\n");
+    assert!(error.contains("kafak"), "{error}");
+}

@@ -1,0 +1,33 @@
+use kafka_runtime::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct UserEvent {
+    event_type: String,
+}
+
+#[derive(Clone)]
+struct Db;
+
+#[kafka_listener(topics = ["user-events", "user-events-v2"], group = "g", id = "all", concurrency = 3, ack_mode = "manual", auto_startup = false)]
+async fn all(
+    Payload(event): Payload<UserEvent>,
+    key: Option<Key<String>>,
+    headers: Headers,
+    metadata: Metadata,
+    record: ConsumerRecord,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+    State(_db): State<Db>,
+    _template: KafkaTemplate,
+    ack: Ack,
+) -> Result<(), HandlerError> {
+    let _ = (event.event_type, key, headers.get_str("x"), metadata.offset, record.offset, attempt);
+    ack.acknowledge();
+    Ok(())
+}
+
+#[kafka_listener(topics = "raw", group = "g")]
+async fn raw(Payload(_text): Payload<String>, Payload(_bytes): Payload<Vec<u8>>) -> Result<(), std::io::Error> {
+    Ok(())
+}
+
+fn main() {}
