@@ -324,6 +324,9 @@ async fn wait_for_signal() {
     }
 }
 
+/// Per consumer name, its assigned (topic, partition)s.
+pub type ConsumerAssignments = BTreeMap<String, Vec<(String, i32)>>;
+
 /// A started application. Drop it only after [`shutdown`](RunningApplication::shutdown).
 pub struct RunningApplication {
     template: KafkaTemplate,
@@ -351,7 +354,7 @@ impl RunningApplication {
 
     /// Per listener id, per consumer (`<listener>-<index>`), the partitions the group assigned
     /// to it right now.
-    pub fn assignments(&self) -> BTreeMap<&'static str, BTreeMap<String, Vec<(String, i32)>>> {
+    pub fn assignments(&self) -> BTreeMap<&'static str, ConsumerAssignments> {
         self.containers
             .iter()
             .map(|container| {

@@ -261,3 +261,125 @@ impl Tracker {
         advanced
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    use super::{PartitionState, Resolution};
+    use crate::config::{AckMode, Format};
+    use crate::container::consumer::{Command, ConsumerShared};
+    use crate::container::ListenerSpec;
+    use crate::extract::{RecordContext, Rejection};
+    use crate::listener::Invocation;
+
+    fn never_called(_: &mut RecordContext) -> Invocation {
+        Invocation::Rejected(Rejection::new("test", "not called"))
+    }
+
+    fn partition(ack_mode: AckMode) -> (Arc<PartitionState>, UnboundedReceiver<Command>) {
+        let spec = Arc::new(ListenerSpec {
+            id: "test",
+            topics: vec!["t".into()],
+            group: "g".into(),
+            concurrency: 1,
+            ack_mode,
+            invoke: never_called,
+            formats: (Format::String, Format::Json),
+            max_in_flight: 100,
+            max_poll_records: 500,
+            ack_count: 1,
+            ack_time: Duration::from_secs(5),
+            poll_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            backoff: Duration::ZERO,
+        });
+        let (shared, commands) = ConsumerShared::new(spec, "test-0".into());
+        (Arc::new(PartitionState::new(Arc::from("t"), 0, shared)), commands)
+    }
+
+    fn rewind(commands: &mut UnboundedReceiver<Command>) -> Option<(i64, Duration, u64)> {
+        match commands.try_recv().ok()? {
+            Command::Rewind { offset, delay, epoch, .. } => Some((offset, delay, epoch)),
+            Command::Seek { .. } => None,
+        }
+    }
+
+    #[test]
+    fn commits_stop_at_the_first_unacknowledged_offset() {
+        let (state, _commands) = partition(AckMode::Manual);
+        for offset in 5..=8 {
+            state.dispatch(offset);
+        }
+        state.ack(5);
+        state.ack(7);
+        assert_eq!(state.take_commit(false), Some(6));
+        assert_eq!(state.take_commit(false), None, "nothing new to commit");
+        state.ack(6);
+        assert_eq!(state.take_commit(false), Some(8));
+        assert_eq!(state.in_flight(), 1);
+        state.ack(8);
+        assert_eq!(state.take_commit(false), Some(9));
+        assert_eq!(state.take_commit(true), Some(9), "force commits again");
+    }
+
+    #[test]
+    fn a_nack_inside_the_handler_rewinds_when_the_handler_returns() {
+        let (state, mut commands) = partition(AckMode::Manual);
+        for offset in 0..3 {
+            state.dispatch(offset);
+        }
+        state.nack(0, Duration::from_millis(250));
+        assert!(rewind(&mut commands).is_none(), "waits for the handler");
+        assert_eq!(state.handler_finished(0, true, false), Resolution::Rewound);
+        assert_eq!(rewind(&mut commands), Some((0, Duration::from_millis(250), 1)));
+        assert_eq!(state.epoch(), 1);
+        assert_eq!(state.in_flight(), 0, "records after the nacked one are dropped too");
+        state.ack(1);
+        assert_eq!(state.take_commit(false), None, "acks of dropped records are ignored");
+    }
+
+    #[test]
+    fn a_late_nack_rewinds_at_once_and_keeps_the_acknowledged_prefix() {
+        let (state, mut commands) = partition(AckMode::Manual);
+        for offset in 0..4 {
+            state.dispatch(offset);
+            assert_eq!(state.handler_finished(offset, true, false), Resolution::Settled);
+        }
+        state.ack(0);
+        state.nack(2, Duration::ZERO);
+        assert_eq!(rewind(&mut commands), Some((2, Duration::ZERO, 1)));
+        assert_eq!(state.take_commit(false), Some(1));
+        state.ack(1);
+        assert_eq!(state.take_commit(false), Some(2), "offset 1 is still tracked");
+    }
+
+    #[test]
+    fn failures_and_auto_acks_are_settled_by_the_worker() {
+        let (state, _commands) = partition(AckMode::Record);
+        state.dispatch(0);
+        state.dispatch(1);
+        assert_eq!(state.handler_finished(0, false, true), Resolution::Failed);
+        assert_eq!(state.take_commit(false), None);
+        assert_eq!(state.handler_finished(1, true, true), Resolution::Settled);
+        assert_eq!(state.take_commit(false), None, "1 waits for 0");
+        state.ack(0);
+        assert_eq!(state.take_commit(false), Some(2));
+    }
+
+    #[test]
+    fn a_revoked_partition_ignores_late_acks() {
+        let (state, _commands) = partition(AckMode::Manual);
+        state.dispatch(0);
+        state.dispatch(1);
+        state.ack(0);
+        assert_eq!(state.revoke(), Some(1));
+        state.ack(1);
+        assert!(state.is_revoked());
+        assert_eq!(state.handler_finished(1, true, false), Resolution::Gone);
+        assert_eq!(state.take_commit(false), None);
+    }
+}

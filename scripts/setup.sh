@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building kafka-runtime needs on Debian: a C toolchain, make, pkg-config and zlib for
+# the librdkafka that rdkafka builds from source. Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(gcc g++ make pkg-config zlib1g-dev)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust (https://rustup.rs) and run this again" >&2
+    exit 1
+fi
