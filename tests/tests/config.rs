@@ -14,7 +14,9 @@ fn write(name: &str, text: &str) -> PathBuf {
 }
 
 fn error_of(name: &str, text: &str) -> String {
-    Config::load(write(name, text)).expect_err("invalid config").to_string()
+    Config::load(write(name, text))
+        .expect_err("invalid config")
+        .to_string()
 }
 
 #[test]
@@ -48,7 +50,10 @@ concurrency = 3
     let config = Config::load(&path).expect("the seed's configuration is valid");
     assert_eq!(config.kafka.listener.ack_mode, AckMode::Manual);
     assert_eq!(config.kafka.listener.concurrency, 3);
-    assert_eq!(config.kafka.consumer.group_id.as_deref(), Some("my-consumer-group"));
+    assert_eq!(
+        config.kafka.consumer.group_id.as_deref(),
+        Some("my-consumer-group")
+    );
     assert!(!config.uses_embedded_broker());
 }
 
@@ -57,13 +62,19 @@ fn unknown_key_names_file_key_and_the_keys_expected() {
     let error = error_of("unknown.toml", "[kafka.consumer]\ngrop-id = \"g\"\n");
     assert!(error.contains("unknown.toml"), "{error}");
     assert!(error.contains("key `kafka.consumer.grop-id`"), "{error}");
-    assert!(error.contains("group-id"), "lists the expected keys: {error}");
+    assert!(
+        error.contains("group-id"),
+        "lists the expected keys: {error}"
+    );
 }
 
 #[test]
 fn wrong_type_names_the_key_and_the_expected_type() {
     let error = error_of("type.toml", "[kafka.listener]\nconcurrency = \"three\"\n");
-    assert!(error.contains("type.toml") && error.contains("kafka.listener.concurrency"), "{error}");
+    assert!(
+        error.contains("type.toml") && error.contains("kafka.listener.concurrency"),
+        "{error}"
+    );
     assert!(error.contains("u32"), "{error}");
 }
 
@@ -88,7 +99,10 @@ fn auto_commit_with_an_ack_mode_is_impossible() {
         "autocommit.toml",
         "[kafka.consumer]\nenable-auto-commit = true\n[kafka.listener]\nack-mode = \"manual\"\n",
     );
-    assert!(error.contains("kafka.consumer.enable-auto-commit"), "{error}");
+    assert!(
+        error.contains("kafka.consumer.enable-auto-commit"),
+        "{error}"
+    );
     assert!(error.contains("manual"), "{error}");
 }
 
@@ -110,7 +124,10 @@ fn malformed_toml_points_at_the_line() {
 
 #[test]
 fn unknown_serializer_lists_what_is_accepted() {
-    let error = error_of("serializer.toml", "[kafka.producer]\nvalue-serializer = \"avro\"\n");
+    let error = error_of(
+        "serializer.toml",
+        "[kafka.producer]\nvalue-serializer = \"avro\"\n",
+    );
     assert!(error.contains("kafka.producer.value-serializer"), "{error}");
     assert!(error.contains("JsonSerializer"), "{error}");
 }
@@ -118,7 +135,12 @@ fn unknown_serializer_lists_what_is_accepted() {
 #[test]
 fn missing_file_is_named() {
     let error = Config::load("/nonexistent/dir/application.toml").expect_err("missing");
-    assert!(error.to_string().contains("/nonexistent/dir/application.toml"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("/nonexistent/dir/application.toml"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -21,5 +21,8 @@ async fn duplicate_listener_ids_are_rejected() {
     assert!(matches!(error, Error::DuplicateListener { .. }), "{error}");
     let text = error.to_string();
     assert!(text.contains("`orders`"), "{text}");
-    assert!(text.contains("duplicate_ids::first") && text.contains("duplicate_ids::second"), "{text}");
+    assert!(
+        text.contains("duplicate_ids::first") && text.contains("duplicate_ids::second"),
+        "{text}"
+    );
 }

@@ -9,24 +9,52 @@ use common::Cluster;
 use kafka_runtime::prelude::*;
 use kafka_runtime::{Config, Error};
 
-#[kafka_listener(id = "manual_without_ack", topics = "t", group = "g", ack_mode = "manual", auto_startup = false)]
+#[kafka_listener(
+    id = "manual_without_ack",
+    topics = "t",
+    group = "g",
+    ack_mode = "manual",
+    auto_startup = false
+)]
 async fn manual_without_ack(Payload(_value): Payload<String>) {}
 
-#[kafka_listener(id = "ack_in_record_mode", topics = "t", group = "g", ack_mode = "record", auto_startup = false)]
+#[kafka_listener(
+    id = "ack_in_record_mode",
+    topics = "t",
+    group = "g",
+    ack_mode = "record",
+    auto_startup = false
+)]
 async fn ack_in_record_mode(ack: Ack) {
     ack.acknowledge();
 }
 
-#[kafka_listener(id = "no_group", topics = "t", ack_mode = "record", auto_startup = false)]
+#[kafka_listener(
+    id = "no_group",
+    topics = "t",
+    ack_mode = "record",
+    auto_startup = false
+)]
 async fn no_group(Payload(_value): Payload<String>) {}
 
 #[derive(Clone)]
 struct Database;
 
-#[kafka_listener(id = "needs_state", topics = "t", group = "g", ack_mode = "record", auto_startup = false)]
+#[kafka_listener(
+    id = "needs_state",
+    topics = "t",
+    group = "g",
+    ack_mode = "record",
+    auto_startup = false
+)]
 async fn needs_state(State(_db): State<Database>) {}
 
-#[kafka_listener(id = "unset_placeholder", topics = "${no.such.property}", group = "g", auto_startup = false)]
+#[kafka_listener(
+    id = "unset_placeholder",
+    topics = "${no.such.property}",
+    group = "g",
+    auto_startup = false
+)]
 async fn unset_placeholder(Payload(_value): Payload<String>) {}
 
 async fn start_error(cluster: &Cluster, listener: &str) -> String {
@@ -63,8 +91,11 @@ async fn misdeclared_listeners_fail_at_startup_with_a_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_reported_not_hung_on() {
-    let config = Config::from_toml_str("[kafka]\nbootstrap-servers = \"127.0.0.1:1\"\n", "test.toml")
-        .expect("config");
+    let config = Config::from_toml_str(
+        "[kafka]\nbootstrap-servers = \"127.0.0.1:1\"\n",
+        "test.toml",
+    )
+    .expect("config");
     let started = Instant::now();
     let result = KafkaApplication::new(config)
         .with_listeners(["needs_state"])
@@ -80,5 +111,9 @@ async fn an_unreachable_broker_is_reported_not_hung_on() {
     };
     assert!(matches!(error, Error::Unreachable { .. }), "{error}");
     assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }

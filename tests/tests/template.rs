@@ -52,7 +52,10 @@ async fn send_reports_where_the_record_landed_and_it_arrives_as_sent() {
         event_type: "user_created",
         user_id: "123",
     };
-    let first = template.send(&topic, "user-123", &event).await.expect("delivered");
+    let first = template
+        .send(&topic, "user-123", &event)
+        .await
+        .expect("delivered");
     let second = template
         .record(&topic)
         .key("user-123")
@@ -67,7 +70,10 @@ async fn send_reports_where_the_record_landed_and_it_arrives_as_sent() {
     assert_eq!(second.offset, first.offset + 1);
 
     let records = read_all(&cluster, &topic, 2);
-    let record = records.iter().find(|r| r.offset() == second.offset).expect("second record");
+    let record = records
+        .iter()
+        .find(|r| r.offset() == second.offset)
+        .expect("second record");
     assert_eq!(record.key(), Some(&b"user-123"[..]));
     assert_eq!(
         record.payload(),
@@ -75,7 +81,10 @@ async fn send_reports_where_the_record_landed_and_it_arrives_as_sent() {
     );
     let headers = record.headers().expect("headers");
     let header = headers.iter().next().expect("one header");
-    assert_eq!((header.key, header.value), ("correlation_id", Some(&b"abc-123"[..])));
+    assert_eq!(
+        (header.key, header.value),
+        ("correlation_id", Some(&b"abc-123"[..]))
+    );
     assert_eq!(record.timestamp().to_millis(), Some(1_700_000_000_000));
 }
 
@@ -83,18 +92,30 @@ async fn send_reports_where_the_record_landed_and_it_arrives_as_sent() {
 async fn send_batch_pipelines_ten_thousand_records() {
     let cluster = Cluster::start();
     let topic = cluster.topic("batch", 4);
-    let template = template(&cluster, "[kafka.producer]\nacks = \"all\"\ncompression-type = \"gzip\"\n");
+    let template = template(
+        &cluster,
+        "[kafka.producer]\nacks = \"all\"\ncompression-type = \"gzip\"\n",
+    );
     let items = (0..10_000u32).map(|n| (format!("key-{}", n % 100), n));
     let results = template.send_batch(&topic, items).await;
     assert_eq!(results.len(), 10_000);
     let mut offsets: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
     for result in results {
         let sent = result.expect("every record delivered");
-        assert!(offsets.entry(sent.partition).or_default().insert(sent.offset), "offsets are unique");
+        assert!(
+            offsets
+                .entry(sent.partition)
+                .or_default()
+                .insert(sent.offset),
+            "offsets are unique"
+        );
     }
     for (partition, set) in &offsets {
         let expected: BTreeSet<i64> = (0..i64::try_from(set.len()).expect("count")).collect();
-        assert_eq!(set, &expected, "partition {partition} holds offsets 0..n without gaps");
+        assert_eq!(
+            set, &expected,
+            "partition {partition} holds offsets 0..n without gaps"
+        );
     }
     assert_eq!(offsets.values().map(BTreeSet::len).sum::<usize>(), 10_000);
 }
@@ -107,11 +128,20 @@ async fn a_refused_delivery_is_a_typed_error_not_a_panic() {
         .embedded()
         .mock_cluster()
         .expect("mock")
-        .topic_error(&topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+        .topic_error(
+            &topic,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
         .expect("error injected");
-    let template = template(&cluster, "[kafka.producer.properties]\n\"message.timeout.ms\" = 3000\n");
+    let template = template(
+        &cluster,
+        "[kafka.producer.properties]\n\"message.timeout.ms\" = 3000\n",
+    );
     let error = template.send(&topic, "k", "v").await.expect_err("refused");
-    assert!(matches!(&error, SendError::Delivery { topic: t, .. } if *t == topic), "{error}");
+    assert!(
+        matches!(&error, SendError::Delivery { topic: t, .. } if *t == topic),
+        "{error}"
+    );
     assert!(error.to_string().contains(&topic), "{error}");
 }
 
@@ -120,8 +150,17 @@ async fn a_value_the_format_cannot_carry_is_an_encode_error() {
     let cluster = Cluster::start();
     let topic = cluster.topic("encode", 1);
     let template = template(&cluster, "[kafka.producer]\nvalue-serializer = \"bytes\"\n");
-    let error = template.send(&topic, "k", &42u32).await.expect_err("bytes cannot carry u32");
-    assert!(matches!(error, SendError::Encode { part: "value", .. }), "{error}");
-    let sent = template.send(&topic, "k", &b"raw"[..]).await.expect("raw bytes are fine");
+    let error = template
+        .send(&topic, "k", &42u32)
+        .await
+        .expect_err("bytes cannot carry u32");
+    assert!(
+        matches!(error, SendError::Encode { part: "value", .. }),
+        "{error}"
+    );
+    let sent = template
+        .send(&topic, "k", &b"raw"[..])
+        .await
+        .expect("raw bytes are fine");
     assert_eq!(sent.offset, 0, "nothing was written by the failed send");
 }

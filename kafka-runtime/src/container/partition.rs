@@ -298,12 +298,20 @@ mod tests {
             backoff: Duration::ZERO,
         });
         let (shared, commands) = ConsumerShared::new(spec, "test-0".into());
-        (Arc::new(PartitionState::new(Arc::from("t"), 0, shared)), commands)
+        (
+            Arc::new(PartitionState::new(Arc::from("t"), 0, shared)),
+            commands,
+        )
     }
 
     fn rewind(commands: &mut UnboundedReceiver<Command>) -> Option<(i64, Duration, u64)> {
         match commands.try_recv().ok()? {
-            Command::Rewind { offset, delay, epoch, .. } => Some((offset, delay, epoch)),
+            Command::Rewind {
+                offset,
+                delay,
+                epoch,
+                ..
+            } => Some((offset, delay, epoch)),
             Command::Seek { .. } => None,
         }
     }
@@ -335,11 +343,22 @@ mod tests {
         state.nack(0, Duration::from_millis(250));
         assert!(rewind(&mut commands).is_none(), "waits for the handler");
         assert_eq!(state.handler_finished(0, true, false), Resolution::Rewound);
-        assert_eq!(rewind(&mut commands), Some((0, Duration::from_millis(250), 1)));
+        assert_eq!(
+            rewind(&mut commands),
+            Some((0, Duration::from_millis(250), 1))
+        );
         assert_eq!(state.epoch(), 1);
-        assert_eq!(state.in_flight(), 0, "records after the nacked one are dropped too");
+        assert_eq!(
+            state.in_flight(),
+            0,
+            "records after the nacked one are dropped too"
+        );
         state.ack(1);
-        assert_eq!(state.take_commit(false), None, "acks of dropped records are ignored");
+        assert_eq!(
+            state.take_commit(false),
+            None,
+            "acks of dropped records are ignored"
+        );
     }
 
     #[test]
@@ -347,14 +366,21 @@ mod tests {
         let (state, mut commands) = partition(AckMode::Manual);
         for offset in 0..4 {
             state.dispatch(offset);
-            assert_eq!(state.handler_finished(offset, true, false), Resolution::Settled);
+            assert_eq!(
+                state.handler_finished(offset, true, false),
+                Resolution::Settled
+            );
         }
         state.ack(0);
         state.nack(2, Duration::ZERO);
         assert_eq!(rewind(&mut commands), Some((2, Duration::ZERO, 1)));
         assert_eq!(state.take_commit(false), Some(1));
         state.ack(1);
-        assert_eq!(state.take_commit(false), Some(2), "offset 1 is still tracked");
+        assert_eq!(
+            state.take_commit(false),
+            Some(2),
+            "offset 1 is still tracked"
+        );
     }
 
     #[test]
