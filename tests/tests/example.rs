@@ -1,0 +1,87 @@
+//! The `user-events` example as a user runs it: with no configuration it starts the embedded
+//! Kafka, handles the seed's sample events, and exits 0 on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/examples/user-events`, built by `cargo test --all-targets` before tests run.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    profile_dir.join("examples").join("user-events")
+}
+
+#[test]
+fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
+    let binary = example_binary();
+    if !binary.exists() {
+        panic!(
+            "{} is missing: run the tests with `cargo test --all-targets`",
+            binary.display()
+        );
+    }
+    let workdir = std::env::temp_dir().join(format!("user-events-example-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).expect("work dir");
+    let mut child = Command::new(&binary)
+        .current_dir(&workdir)
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .env_remove("SPRING_KAFKA_BOOTSTRAP_SERVERS")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("example starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut processed = Vec::new();
+    let mut unknown = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (processed.len() < 4 || !unknown) && Instant::now() < deadline {
+        let Ok(line) = received.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if line.contains("Processing event") {
+            processed.push(line.clone());
+        }
+        unknown |= line.contains("Unknown event type") && line.contains("user_exported");
+    }
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(terminated.success());
+    let status = child.wait().expect("example exits");
+
+    assert_eq!(
+        processed.len(),
+        4,
+        "the seed's four events are handled: {processed:#?}"
+    );
+    for (line, event_type) in processed.iter().zip([
+        "user_created",
+        "user_updated",
+        "user_deleted",
+        "user_exported",
+    ]) {
+        assert!(line.contains("key=\"user-123\""), "{line}");
+        assert!(line.contains(event_type), "{line}");
+        assert!(line.contains("correlation_id=\"abc-"), "{line}");
+    }
+    assert!(unknown, "an unknown event type is logged at warn");
+    assert!(status.success(), "exits 0 on SIGTERM, got {status}");
+}
