@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::env_var_name;
+
 /// Replaces each `${name}` / `${name:default}` in `text`: from `properties`, else the environment
 /// variable `name` or its relaxed form (`app.topic` -> `APP_TOPIC`), else the default.
 pub(crate) fn resolve(text: &str, properties: &BTreeMap<String, String>) -> Result<String, String> {
@@ -17,16 +19,7 @@ pub(crate) fn resolve(text: &str, properties: &BTreeMap<String, String>) -> Resu
             Some((name, default)) => (name, Some(default)),
             None => (&after[..end], None),
         };
-        let relaxed: String = name
-            .chars()
-            .map(|c| {
-                if c == '.' || c == '-' {
-                    '_'
-                } else {
-                    c.to_ascii_uppercase()
-                }
-            })
-            .collect();
+        let relaxed = env_var_name(name);
         let value = properties
             .get(name)
             .cloned()

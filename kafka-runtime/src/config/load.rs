@@ -84,9 +84,8 @@ const ENV_KEYS: &[&str] = &[
 ];
 
 /// Spring Boot's relaxed binding: `kafka.consumer.group-id` is `KAFKA_CONSUMER_GROUP_ID`.
-fn env_name(prefix: &str, key: &str) -> String {
-    format!("{prefix}_{key}")
-        .chars()
+pub(crate) fn env_var_name(key: &str) -> String {
+    key.chars()
         .map(|c| {
             if c == '.' || c == '-' {
                 '_'
@@ -110,7 +109,7 @@ impl EnvOverrides {
         for key in ENV_KEYS {
             // The `SPRING_KAFKA_*` spelling wins over `KAFKA_*`, as the longer, more specific name.
             for prefix in ["kafka", "spring.kafka"] {
-                let name = env_name(prefix, key);
+                let name = env_var_name(&format!("{prefix}.{key}"));
                 if let Some((_, value)) = vars.iter().find(|(var, _)| *var == name) {
                     values.retain(|(_, path, _): &(String, String, String)| !path.ends_with(key));
                     values.push((name, format!("{tree}.{key}"), value.clone()));

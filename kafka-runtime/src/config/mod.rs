@@ -30,6 +30,7 @@ mod load;
 mod values;
 
 pub use client::Properties;
+pub(crate) use load::env_var_name;
 pub use load::ConfigError;
 pub use values::{AckMode, Acks, BootstrapServers, CompressionType, Format, OffsetReset};
 
