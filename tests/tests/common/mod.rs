@@ -15,33 +15,59 @@ use rdkafka::ClientConfig;
 /// How long a test waits for something that normally takes milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A Kafka cluster for one test.
-pub struct Cluster {
-    embedded: EmbeddedKafka,
+/// The Kafka cluster a test runs against: the embedded mock cluster by default, or the real
+/// broker at `KAFKA_BOOTSTRAP_SERVERS` (what `scripts/test.sh` starts for its second pass).
+pub enum Cluster {
+    Embedded(EmbeddedKafka),
+    External(String),
 }
 
 impl Cluster {
     pub fn start() -> Self {
         init_logging();
-        Cluster {
-            embedded: EmbeddedKafka::start().expect("embedded cluster starts"),
+        let cluster = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(servers) if !servers.trim().is_empty() => Cluster::External(servers),
+            _ => Cluster::Embedded(EmbeddedKafka::start().expect("embedded cluster starts")),
+        };
+        // Shown with the test's output when it fails.
+        eprintln!("backend: {}", cluster.describe());
+        cluster
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Cluster::Embedded(embedded) => {
+                format!("embedded mock cluster at {}", embedded.bootstrap_servers())
+            }
+            Cluster::External(servers) => format!("external broker at {servers}"),
         }
     }
 
     pub fn bootstrap(&self) -> &str {
-        self.embedded.bootstrap_servers()
+        match self {
+            Cluster::Embedded(embedded) => embedded.bootstrap_servers(),
+            Cluster::External(servers) => servers,
+        }
     }
 
-    pub fn embedded(&self) -> &EmbeddedKafka {
-        &self.embedded
+    /// The embedded cluster, for tests that inject faults through the mock; `None` on a real broker.
+    pub fn embedded(&self) -> Option<&EmbeddedKafka> {
+        match self {
+            Cluster::Embedded(embedded) => Some(embedded),
+            Cluster::External(_) => None,
+        }
     }
 
-    /// Creates a topic with a unique name.
+    /// Creates a topic with a unique name; on a real broker through the admin API (which fails the
+    /// test loudly if the broker cannot be reached).
     pub fn topic(&self, prefix: &str, partitions: i32) -> String {
         let name = unique(prefix);
-        self.embedded
-            .create_topic(&name, partitions)
-            .expect("topic is created");
+        match self {
+            Cluster::Embedded(embedded) => embedded
+                .create_topic(&name, partitions)
+                .expect("topic is created"),
+            Cluster::External(servers) => create_topic(servers, &name, partitions),
+        }
         name
     }
 
@@ -95,6 +121,33 @@ impl Cluster {
                 return committed;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn create_topic(servers: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime for the admin call");
+    let results = std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime.block_on(admin.create_topics([&topic], &options)))
+            .join()
+            .expect("admin thread")
+    })
+    .unwrap_or_else(|error| panic!("cannot create topic {name} on {servers}: {error}"));
+    for result in results {
+        if let Err((topic, code)) = result {
+            panic!("cannot create topic {topic} on {servers}: {code}");
         }
     }
 }
