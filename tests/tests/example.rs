@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/examples/user-events`, built by `cargo test --all-targets` before tests run.
+/// `target/<profile>/examples/user-events`, built by `cargo build --examples` (scripts/test.sh).
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
@@ -22,7 +22,7 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
     let binary = example_binary();
     if !binary.exists() {
         panic!(
-            "{} is missing: run the tests with `cargo test --all-targets`",
+            "{} is missing: build it first: cargo build --examples",
             binary.display()
         );
     }

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A real Kafka-protocol broker for the test suite: tansu (https://tansu.io), pinned, with SQLite
+# storage so that records and committed offsets survive a broker restart.
+#
+#   scripts/broker.sh install   install tansu into the cache (once; reused afterwards)
+#   scripts/broker.sh start     start it on a free loopback port; prints the bootstrap address
+#   scripts/broker.sh stop      stop it (by its own pid)
+#   scripts/broker.sh status    print the bootstrap address if it runs, exit 1 otherwise
+#
+# The install compiles ~400 crates: about 25 minutes on 2 cores the first time, nothing later.
+# TANSU_CACHE (default ~/.cache/kafka-runtime) holds the binary; BROKER_DIR (default
+# target/broker) holds the pid, port, log and database of the running broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TANSU_VERSION=0.6.0
+TANSU_CACHE=${TANSU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-runtime}
+TANSU_ROOT=$TANSU_CACHE/tansu-$TANSU_VERSION
+TANSU=$TANSU_ROOT/bin/tansu
+BROKER_DIR=${BROKER_DIR:-$PWD/target/broker}
+
+install() {
+    if [[ -x $TANSU ]]; then
+        return
+    fi
+    echo "installing tansu $TANSU_VERSION into $TANSU_ROOT (first time only; ~25 min on 2 cores)" >&2
+    mkdir -p "$TANSU_ROOT"
+    cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
+        --root "$TANSU_ROOT" >&2
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+running() {
+    [[ -f $BROKER_DIR/pid ]] && kill -0 "$(cat "$BROKER_DIR/pid")" 2>/dev/null
+}
+
+# Waits until the broker answers a metadata request (through librdkafka, like the tests).
+wait_ready() {
+    local port=$1
+    for _ in $(seq 1 100); do
+        if python3 - "$port" <<'PY' 2>/dev/null; then
+import socket, struct, sys
+port = int(sys.argv[1])
+# ApiVersions v0 request: size, api_key=18, api_version=0, correlation_id=1, client_id="probe".
+body = struct.pack(">hhih", 18, 0, 1, 5) + b"probe"
+with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+    sock.sendall(struct.pack(">i", len(body)) + body)
+    size = struct.unpack(">i", sock.recv(4))[0]
+    sys.exit(0 if size > 0 else 1)
+PY
+            return 0
+        fi
+        if ! running; then
+            echo "tansu exited during startup; its log:" >&2
+            tail -n 30 "$BROKER_DIR/log" >&2 || true
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "tansu did not answer on port $port within 20 s; its log:" >&2
+    tail -n 30 "$BROKER_DIR/log" >&2 || true
+    return 1
+}
+
+start() {
+    install
+    if running; then
+        echo "127.0.0.1:$(cat "$BROKER_DIR/port")"
+        return
+    fi
+    mkdir -p "$BROKER_DIR"
+    local port metrics
+    port=$(free_port)
+    metrics=$(free_port)
+    (
+        cd "$BROKER_DIR"
+        nohup "$TANSU" broker \
+            --kafka-cluster-id kafka-runtime-tests \
+            --kafka-listener-url "tcp://127.0.0.1:$port" \
+            --kafka-advertised-listener-url "tcp://127.0.0.1:$port" \
+            --prometheus-listener-url "tcp://127.0.0.1:$metrics" \
+            --storage-engine "sqlite://tansu.db" \
+            >log 2>&1 &
+        echo $! >pid
+    )
+    echo "$port" >"$BROKER_DIR/port"
+    wait_ready "$port"
+    echo "127.0.0.1:$port"
+}
+
+stop() {
+    if running; then
+        local pid
+        pid=$(cat "$BROKER_DIR/pid")
+        kill "$pid"
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$BROKER_DIR/pid" "$BROKER_DIR/port"
+}
+
+status() {
+    if running; then
+        echo "127.0.0.1:$(cat "$BROKER_DIR/port")"
+    else
+        echo "tansu is not running" >&2
+        return 1
+    fi
+}
+
+case "${1:-}" in
+install) install ;;
+start) start ;;
+stop) stop ;;
+status) status ;;
+*)
+    echo "usage: $0 install|start|stop|status" >&2
+    exit 2
+    ;;
+esac
