@@ -1,0 +1,173 @@
+//! Interop with the seed's own Python client (`tests/python/seed_client.py`, aiokafka): the seed's
+//! producer feeds our listener, and our template feeds the seed's consumer.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{unique, Cluster, Recorder};
+use kafka_runtime::prelude::*;
+use kafka_runtime::{KafkaApplication, KafkaTemplate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct UserEvent {
+    event_type: String,
+    user_id: String,
+    email: String,
+    timestamp: String,
+}
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package sits in the workspace")
+}
+
+/// The venv's python, made (once) by the project's script.
+fn python() -> PathBuf {
+    let output = Command::new(workspace().join("scripts/python-env.sh"))
+        .output()
+        .expect("scripts/python-env.sh runs");
+    assert!(
+        output.status.success(),
+        "scripts/python-env.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+fn seed_client(args: &[&str]) -> String {
+    let output = Command::new(python())
+        .arg(workspace().join("tests/python/seed_client.py"))
+        .args(args)
+        .output()
+        .expect("the seed client runs");
+    assert!(
+        output.status.success(),
+        "seed_client.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    key: String,
+    user_id: String,
+    correlation_id: Option<String>,
+}
+
+#[kafka_listener(
+    id = "seed_events",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn seed_events(
+    Payload(event): Payload<UserEvent>,
+    Key(key): Key<String>,
+    headers: Headers,
+    ack: Ack,
+    State(seen): State<Recorder<Seen>>,
+) -> Result<(), HandlerError> {
+    seen.push(Seen {
+        key,
+        user_id: event.user_id,
+        correlation_id: headers.get_str("correlation_id").map(str::to_owned),
+    });
+    ack.acknowledge();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_python_producer_feeds_our_listener_which_commits() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("seed-to-rust", 1);
+    let group = unique("seed-to-rust");
+    let seen = Recorder::<Seen>::default();
+    let app = KafkaApplication::new(cluster.config(""))
+        .with_listeners(["seed_events"])
+        .with_property("topic", &topic)
+        .with_property("group", &group)
+        .with_state(seen.clone())
+        .start()
+        .await
+        .expect("application starts");
+
+    let bootstrap = cluster.bootstrap().to_owned();
+    let topic_arg = topic.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        seed_client(&["produce", &bootstrap, &topic_arg, "20"])
+    })
+    .await
+    .expect("producer ran");
+    assert_eq!(sent.lines().count(), 20, "{sent}");
+
+    let seen = seen.wait_for(20).await;
+    let expected: Vec<Seen> = (0..20)
+        .map(|n| Seen {
+            key: format!("user-{n}"),
+            user_id: n.to_string(),
+            correlation_id: Some(format!("corr-{n}")),
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(20)]).await,
+        [Some(20)]
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_template_feeds_the_seeds_python_consumer() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("rust-to-seed", 1);
+    let config = cluster.config("[kafka.producer]\nacks = \"all\"\ncompression-type = \"gzip\"\n");
+    let template = KafkaTemplate::new(&config.kafka, cluster.bootstrap()).expect("template");
+    for n in 0..5 {
+        let event = UserEvent {
+            event_type: "user_updated".into(),
+            user_id: n.to_string(),
+            email: format!("user{n}@example.com"),
+            timestamp: "2026-11-28T00:00:00".into(),
+        };
+        template
+            .record(&topic)
+            .key(&format!("user-{n}"))
+            .header("correlation_id", format!("corr-{n}"))
+            .send(&event)
+            .await
+            .expect("delivered");
+    }
+
+    let bootstrap = cluster.bootstrap().to_owned();
+    let group = unique("seed-consumer");
+    let topic_arg = topic.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        seed_client(&["consume", &bootstrap, &topic_arg, &group, "5"])
+    })
+    .await
+    .expect("consumer ran");
+
+    let values: Vec<serde_json::Value> = output
+        .lines()
+        .filter_map(|line| line.strip_prefix("value "))
+        .map(|json| serde_json::from_str(json).expect("JSON value line"))
+        .collect();
+    let records: Vec<serde_json::Value> = output
+        .lines()
+        .filter_map(|line| line.strip_prefix("record "))
+        .map(|json| serde_json::from_str(json).expect("JSON record line"))
+        .collect();
+    assert_eq!(values.len(), 5, "{output}");
+    for (n, (value, record)) in values.iter().zip(&records).enumerate() {
+        assert_eq!(value["event_type"], "user_updated");
+        assert_eq!(value["user_id"], n.to_string());
+        assert_eq!(record["key"], format!("user-{n}"));
+        assert_eq!(record["headers"]["correlation_id"], format!("corr-{n}"));
+    }
+}
