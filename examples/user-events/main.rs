@@ -22,9 +22,10 @@ struct UserEvent {
     timestamp: Option<String>,
 }
 
+// `${name:default}` as in Spring: USER_EVENTS_TOPIC / USER_EVENTS_GROUP override the seed's names.
 #[kafka_listener(
-    topics = "user-events",
-    group = "my-consumer-group",
+    topics = "${user-events.topic:user-events}",
+    group = "${user-events.group:my-consumer-group}",
     ack_mode = "manual"
 )]
 async fn handle_user_event(
@@ -50,7 +51,10 @@ async fn handle_user_event(
 }
 
 /// The seed's usage example: user-123's events, with a `correlation_id` header.
-async fn produce_sample_events(template: &KafkaTemplate) -> Result<(), kafka_runtime::SendError> {
+async fn produce_sample_events(
+    template: &KafkaTemplate,
+    topic: &str,
+) -> Result<(), kafka_runtime::SendError> {
     for (n, event_type) in [
         "user_created",
         "user_updated",
@@ -67,7 +71,7 @@ async fn produce_sample_events(template: &KafkaTemplate) -> Result<(), kafka_run
             timestamp: Some("2026-11-28T00:00:00Z".to_owned()),
         };
         template
-            .record("user-events")
+            .record(topic)
             .key("user-123")
             .header("correlation_id", format!("abc-{}", 123 + n))
             .send(&event)
@@ -98,7 +102,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let embedded = app.config().uses_embedded_broker();
     let running = app.start().await?;
     if embedded {
-        produce_sample_events(running.template()).await?;
+        let topic = std::env::var("USER_EVENTS_TOPIC").unwrap_or_else(|_| "user-events".to_owned());
+        produce_sample_events(running.template(), &topic).await?;
         info!("produced the seed's sample events to the embedded Kafka");
     }
     running.run_until_signal().await;
