@@ -6,6 +6,7 @@
 #   scripts/broker.sh start     start it on a free loopback port; prints the bootstrap address
 #   scripts/broker.sh stop      stop it (by its own pid)
 #   scripts/broker.sh status    print the bootstrap address if it runs, exit 1 otherwise
+#   scripts/broker.sh version   print the pinned tansu version
 #
 # The install compiles ~400 crates: about 25 minutes on 2 cores the first time, nothing later.
 # TANSU_CACHE (default ~/.cache/kafka-runtime) holds the binary; BROKER_DIR (default
@@ -119,8 +120,9 @@ install) install ;;
 start) start ;;
 stop) stop ;;
 status) status ;;
+version) echo "$TANSU_VERSION" ;;
 *)
-    echo "usage: $0 install|start|stop|status" >&2
+    echo "usage: $0 install|start|stop|status|version" >&2
     exit 2
     ;;
 esac
