@@ -762,3 +762,63 @@ async fn restart_resumes_at_the_committed_offset_and_redelivers_the_unacknowledg
     );
     app.shutdown().await;
 }
+
+// --- manual mode: a failing handler drops its Ack; retries are bounded, then the record is skipped --
+
+#[kafka_listener(
+    id = "always_fails",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn always_fails(
+    Payload(value): Payload<String>,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+    ack: Ack,
+    State(seen): State<Recorder<(String, u32)>>,
+) -> Result<(), HandlerError> {
+    seen.push((value.clone(), attempt));
+    if value == "poison" {
+        return Err(HandlerError::new("cannot process"));
+    }
+    ack.acknowledge();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_manual_handler_is_retried_ten_times_then_skipped() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("poison", 1);
+    let group = unique("poison");
+    let seen = Recorder::<(String, u32)>::default();
+    let app = start(&cluster, "", "always_fails", &topic, &group, |a| {
+        a.with_state(seen.clone())
+    })
+    .await;
+    app.template()
+        .send_value(&topic, "poison")
+        .await
+        .expect("delivered");
+    app.template()
+        .send_value(&topic, "fine")
+        .await
+        .expect("delivered");
+    let seen = seen.wait_for(11).await;
+    let poison: Vec<u32> = seen
+        .iter()
+        .filter(|(v, _)| v == "poison")
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(
+        poison,
+        (1..=10).collect::<Vec<_>>(),
+        "ten deliveries, Spring's default"
+    );
+    assert_eq!(seen.last(), Some(&("fine".to_owned(), 1)));
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(2)]).await,
+        [Some(2)]
+    );
+    app.shutdown().await;
+}

@@ -170,11 +170,13 @@ impl PartitionState {
         };
         match entry.state {
             EntryState::Acked => Resolution::Settled,
+            // A failed handler usually drops its Ack on the way out; the failure decides (retry
+            // with back-off, bounded), not the implicit nack.
+            _ if !succeeded => Resolution::Failed,
             EntryState::Nacked(delay) => {
                 self.rewind_locked(&mut tracker, offset, delay);
                 Resolution::Rewound
             }
-            EntryState::InFlight if !succeeded => Resolution::Failed,
             EntryState::InFlight if auto_ack => {
                 drop(tracker);
                 self.ack(offset);
@@ -380,6 +382,21 @@ mod tests {
             state.take_commit(false),
             Some(2),
             "offset 1 is still tracked"
+        );
+    }
+
+    #[test]
+    fn a_failed_handler_that_dropped_its_ack_is_a_failure_not_a_nack() {
+        let (state, mut commands) = partition(AckMode::Manual);
+        state.dispatch(0);
+        state.nack(0, Duration::ZERO);
+        assert_eq!(state.handler_finished(0, false, false), Resolution::Failed);
+        assert!(rewind(&mut commands).is_none(), "the worker decides");
+        state.ack(0);
+        assert_eq!(
+            state.take_commit(false),
+            Some(1),
+            "giving up settles the record"
         );
     }
 

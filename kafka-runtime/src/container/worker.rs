@@ -46,8 +46,14 @@ pub(crate) async fn run(
         let ack = manual.then(|| Ack::new(Arc::clone(&state), offset));
         let coordinates = Coordinates(state.topic(), state.partition(), offset);
         let mut ctx = RecordContext::new(job.record, ack, Arc::clone(&app), spec.formats, attempt);
-        let result = match (spec.invoke)(&mut ctx) {
-            Invocation::Rejected(rejection) => {
+        // Extractors are user code too: a panic there is a failed delivery, not a dead worker.
+        let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)));
+        let result = match invocation {
+            Err(panic) => {
+                drop(ctx);
+                Err(HandlerError::panic(panic.as_ref()))
+            }
+            Ok(Invocation::Rejected(rejection)) => {
                 tracing::error!(
                     listener = spec.id, record = %coordinates, %rejection,
                     "record rejected before the handler; skipping it"
@@ -58,7 +64,7 @@ pub(crate) async fn run(
                 failures = None;
                 continue;
             }
-            Invocation::Run(future) => {
+            Ok(Invocation::Run(future)) => {
                 drop(ctx);
                 match AssertUnwindSafe(future).catch_unwind().await {
                     Ok(result) => result,
