@@ -73,16 +73,14 @@ start() {
         return
     fi
     mkdir -p "$BROKER_DIR"
-    local port metrics
+    local port
     port=$(free_port)
-    metrics=$(free_port)
     (
         cd "$BROKER_DIR"
         nohup "$TANSU" broker \
-            --kafka-cluster-id kafka-runtime-tests \
-            --kafka-listener-url "tcp://127.0.0.1:$port" \
-            --kafka-advertised-listener-url "tcp://127.0.0.1:$port" \
-            --prometheus-listener-url "tcp://127.0.0.1:$metrics" \
+            --cluster-id kafka-runtime-tests \
+            --listener-url "tcp://127.0.0.1:$port" \
+            --advertised-listener-url "tcp://127.0.0.1:$port" \
             --storage-engine "sqlite://tansu.db" \
             >log 2>&1 &
         echo $! >pid

@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests, the end-to-end tests against the embedded
-# Kafka cluster, the example service run as a user runs it, the macro's compile-error tests and
-# the doc tests. Ends with one line that sums every test binary's result.
+# The whole test suite: formatting, lints, unit tests, then the end-to-end tests twice: against
+# the embedded mock cluster, and against a real Kafka-protocol broker (tansu, started and stopped
+# here by scripts/broker.sh; or the cluster at KAFKA_BOOTSTRAP_SERVERS if set). Ends with one line
+# that sums every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-
-# The example test runs target/debug/examples/user-events as a user would.
+# The example and scale-out tests run target/debug/examples/user-events as a user would.
 cargo build --workspace --examples --locked
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test --workspace --doc --locked 2>&1 | tee "$log"
-cargo test --workspace --all-targets --locked 2>&1 | tee -a "$log"
+cleanup() { rm -f "$log"; }
+trap cleanup EXIT
+
+echo "== pass 1: unit, doc, macro and end-to-end tests against the embedded mock cluster"
+env -u KAFKA_BOOTSTRAP_SERVERS cargo test --workspace --doc --locked 2>&1 | tee "$log"
+env -u KAFKA_BOOTSTRAP_SERVERS cargo test --workspace --all-targets --locked 2>&1 | tee -a "$log"
+
+if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
+    bootstrap=$KAFKA_BOOTSTRAP_SERVERS
+    backend="the cluster at $bootstrap"
+else
+    bootstrap=$(scripts/broker.sh start)
+    backend="tansu $(scripts/broker.sh version) at $bootstrap"
+    cleanup() { scripts/broker.sh stop; rm -f "$log"; }
+fi
+echo "== pass 2: end-to-end tests against $backend"
+KAFKA_BOOTSTRAP_SERVERS=$bootstrap cargo test -p tests --locked \
+    --test listener --test template --test startup --test interop --test scale_out 2>&1 | tee -a "$log"
+
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"

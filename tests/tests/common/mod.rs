@@ -133,14 +133,19 @@ fn create_topic(servers: &str, name: &str, partitions: i32) {
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime for the admin call");
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
+    // The tests run inside a runtime; the admin call gets its own, on its own thread.
     let results = std::thread::scope(|scope| {
         scope
-            .spawn(|| runtime.block_on(admin.create_topics([&topic], &options)))
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime for the admin call")
+                    .block_on(admin.create_topics([&topic], &options))
+            })
             .join()
             .expect("admin thread")
     })
