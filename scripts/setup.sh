@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building kafka-runtime needs on Debian: a C toolchain, make, pkg-config and zlib for
-# the librdkafka that rdkafka builds from source. Idempotent: installs only what is missing.
+# Installs what building and testing kafka-runtime needs on Debian: a C toolchain, make,
+# pkg-config and zlib for the librdkafka that rdkafka builds from source, and Python 3 with venv
+# for the broker script and the seed's Python client. Idempotent: installs only what is missing.
 set -euo pipefail
 
 packages=(gcc g++ make pkg-config zlib1g-dev)
@@ -8,6 +9,10 @@ missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+# Any working Python 3 with venv will do (pyenv's, Debian's, ...).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3 python3-venv)
+fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     sudo_cmd=()
