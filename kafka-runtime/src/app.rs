@@ -8,7 +8,7 @@ use rdkafka::producer::Producer;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::container::{ListenerContainer, ListenerSpec, DEFAULT_MAX_ATTEMPTS};
+use crate::container::{DeadLetterPublisher, ErrorPolicy, ListenerContainer, ListenerSpec};
 use crate::context::{AppContext, States};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
@@ -86,6 +86,7 @@ impl KafkaApplication {
     /// the background until [`RunningApplication::shutdown`].
     pub async fn start(self) -> Result<RunningApplication, Error> {
         let registrations = self.select()?;
+        self.check_overrides()?;
         let settings = &self.config.kafka;
         let embedded = if self.config.uses_embedded_broker() {
             let embedded = EmbeddedKafka::start()?;
@@ -117,6 +118,7 @@ impl KafkaApplication {
         if let Some(embedded) = &embedded {
             create_embedded_topics(embedded, &specs)?;
         }
+        create_dead_letter_topics(settings, &bootstrap, embedded.as_ref(), &template, &specs).await;
         let (shutdown, signal) = watch::channel(false);
         let mut containers = Vec::new();
         for spec in &specs {
@@ -152,6 +154,30 @@ impl KafkaApplication {
         tracing::info!("shutdown requested");
         running.shutdown().await;
         Ok(())
+    }
+
+    /// Rejects `[kafka.listeners."<id>"]` tables that name no registered listener (a typo there
+    /// would otherwise be ignored silently).
+    fn check_overrides(&self) -> Result<(), Error> {
+        let known: Vec<&str> = ListenerRegistration::all()
+            .map(ListenerRegistration::id)
+            .collect();
+        match self
+            .config
+            .kafka
+            .listeners
+            .keys()
+            .find(|id| !known.contains(&id.as_str()))
+        {
+            None => Ok(()),
+            Some(id) => Err(Error::Listener {
+                listener: id.clone(),
+                message: format!(
+                    "[kafka.listeners.\"{id}\"] names no listener; registered: {}",
+                    known.join(", ")
+                ),
+            }),
+        }
     }
 
     /// The registered listeners to start, sorted by id; rejects duplicate ids and unknown selections.
@@ -237,6 +263,17 @@ fn resolve(
         )));
     }
     (registration.check)(app).map_err(listener_error)?;
+    let global = &settings.listener.error_handler;
+    let errors = ErrorPolicy::new(
+        &settings
+            .listeners
+            .get(registration.id)
+            .map_or_else(|| global.clone(), |own| own.error_handler.or(global)),
+    );
+    let dead_letter = errors
+        .recoverer
+        .dead_letter_topic("")
+        .map(|_| DeadLetterPublisher::new(app.template().clone(), group.clone()));
     Ok(Arc::new(ListenerSpec {
         id: registration.id,
         topics,
@@ -255,8 +292,8 @@ fn resolve(
         ack_count: settings.listener.ack_count,
         ack_time: settings.listener.ack_time,
         poll_timeout: settings.listener.poll_timeout,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        backoff: Duration::ZERO,
+        errors,
+        dead_letter,
     }))
 }
 
@@ -275,6 +312,37 @@ fn create_embedded_topics(
         embedded.create_topic(topic, i32::try_from(count).unwrap_or(i32::MAX))?;
     }
     Ok(())
+}
+
+/// Creates the dead-letter topics of listeners that publish there, with as many partitions as
+/// the topics they come from (so that a record keeps its partition number), when missing.
+async fn create_dead_letter_topics(
+    settings: &crate::config::KafkaSettings,
+    bootstrap: &str,
+    embedded: Option<&EmbeddedKafka>,
+    template: &KafkaTemplate,
+    specs: &[Arc<ListenerSpec>],
+) {
+    let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
+    for spec in specs {
+        for topic in &spec.topics {
+            if let Some(dead_letter) = spec.errors.recoverer.dead_letter_topic(topic) {
+                if template.partition_count(&dead_letter).await.is_some() {
+                    continue;
+                }
+                let partitions = template.partition_count(topic).await.unwrap_or(1);
+                wanted.insert(dead_letter, partitions);
+            }
+        }
+    }
+    let wanted: Vec<(String, i32)> = wanted.into_iter().collect();
+    for (topic, error) in crate::admin::create_missing(settings, bootstrap, embedded, &wanted).await
+    {
+        tracing::warn!(
+            dead_letter_topic = %topic, %error,
+            "cannot create the dead-letter topic; publishing to it will fail until it exists"
+        );
+    }
 }
 
 /// Fails fast, naming the servers, when the configured cluster does not answer.

@@ -69,6 +69,11 @@ impl RecordContext {
         &self.record
     }
 
+    /// Gives the record back once the arguments are built (dropping an ack token no argument took).
+    pub(crate) fn into_record(self) -> ConsumerRecord {
+        self.record
+    }
+
     /// Takes the record's ack token; `None` if another argument took it or the ack mode isn't manual.
     pub fn take_ack(&mut self) -> Option<Ack> {
         self.ack.take()

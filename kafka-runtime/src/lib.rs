@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod ack;
+mod admin;
 mod app;
 pub mod codec;
 pub mod config;

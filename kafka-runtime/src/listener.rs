@@ -91,6 +91,8 @@ inventory::collect!(ListenerRegistration);
 /// into a `HandlerError`.
 pub struct HandlerError {
     type_name: &'static str,
+    /// The error's message, then its causes' (`source()` chain).
+    chain: Vec<String>,
     message: String,
     retryable: bool,
 }
@@ -98,19 +100,32 @@ pub struct HandlerError {
 impl HandlerError {
     /// A retryable error with a message.
     pub fn new(message: impl Into<String>) -> Self {
+        Self::with_chain(std::any::type_name::<Self>(), vec![message.into()], true)
+    }
+
+    fn with_chain(type_name: &'static str, chain: Vec<String>, retryable: bool) -> Self {
         HandlerError {
-            type_name: std::any::type_name::<Self>(),
-            message: message.into(),
-            retryable: true,
+            type_name,
+            message: chain.join(": "),
+            chain,
+            retryable,
         }
+    }
+
+    /// A record that an extractor rejected: never retryable.
+    pub(crate) fn rejected(rejection: &Rejection) -> Self {
+        let mut chain = vec![rejection.to_string()];
+        let mut source = std::error::Error::source(rejection);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        Self::with_chain(std::any::type_name::<Rejection>(), chain, false)
     }
 
     /// An error that retrying cannot fix (e.g. a record that breaks a business rule).
     pub fn non_retryable(message: impl Into<String>) -> Self {
-        HandlerError {
-            retryable: false,
-            ..HandlerError::new(message)
-        }
+        Self::with_chain(std::any::type_name::<Self>(), vec![message.into()], false)
     }
 
     pub(crate) fn panic(payload: &(dyn Any + Send)) -> Self {
@@ -119,11 +134,7 @@ impl HandlerError {
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic payload".to_owned());
-        HandlerError {
-            type_name: "panic",
-            message,
-            retryable: true,
-        }
+        Self::with_chain("panic", vec![message], true)
     }
 
     /// Whether the record may succeed when delivered again.
@@ -139,6 +150,21 @@ impl HandlerError {
     /// The Rust type of the original error.
     pub fn type_name(&self) -> &'static str {
         self.type_name
+    }
+
+    /// The type, the message and each cause on its own line, like a Java stack trace's header
+    /// (what dead letters carry in `kafka_dlt-exception-stacktrace`).
+    pub fn chain(&self) -> String {
+        let mut text = format!(
+            "{}: {}",
+            self.type_name,
+            self.chain.first().map_or("", String::as_str)
+        );
+        for cause in self.chain.iter().skip(1) {
+            text.push_str("\nCaused by: ");
+            text.push_str(cause);
+        }
+        text
     }
 }
 
@@ -160,18 +186,13 @@ impl fmt::Debug for HandlerError {
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
     fn from(error: E) -> Self {
-        let mut message = error.to_string();
+        let mut chain = vec![error.to_string()];
         let mut source = error.source();
         while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
+            chain.push(cause.to_string());
             source = cause.source();
         }
-        HandlerError {
-            type_name: std::any::type_name::<E>(),
-            message,
-            retryable: true,
-        }
+        Self::with_chain(std::any::type_name::<E>(), chain, true)
     }
 }
 
@@ -201,11 +222,11 @@ impl<E: fmt::Display + Send + 'static> IntoHandlerResult for Result<(), E> {
                 return handler_error;
             }
             match slot {
-                Some(error) => HandlerError {
-                    type_name: std::any::type_name::<E>(),
-                    message: format!("{error:#}"),
-                    retryable: true,
-                },
+                Some(error) => HandlerError::with_chain(
+                    std::any::type_name::<E>(),
+                    vec![format!("{error:#}")],
+                    true,
+                ),
                 // Only a `HandlerError` is ever taken out of the slot above.
                 None => HandlerError::new("handler error"),
             }

@@ -166,6 +166,48 @@ impl KafkaTemplate {
         &self.inner.producer
     }
 
+    /// Sends bytes as they are (no encoding), e.g. a record copied to a dead-letter topic.
+    pub(crate) async fn send_raw(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<SendResult, SendError> {
+        Encoded {
+            template: Arc::clone(&self.inner),
+            topic: topic.to_owned(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers,
+            partition,
+            timestamp: None,
+        }
+        .deliver()
+        .await
+    }
+
+    /// The number of partitions of `topic`, `None` if it does not exist or the broker does not answer.
+    pub(crate) async fn partition_count(&self, topic: &str) -> Option<i32> {
+        let producer = self.inner.producer.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .ok()?;
+            let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+            if found.error().is_some() || found.partitions().is_empty() {
+                return None;
+            }
+            i32::try_from(found.partitions().len()).ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Waits until every queued record is delivered or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.producer.flush(timeout)
@@ -229,7 +271,7 @@ impl RecordBuilder<'_> {
             template: Arc::clone(&self.template.inner),
             topic: self.topic,
             key,
-            value,
+            value: Some(value),
             headers: self.headers,
             partition: self.partition,
             timestamp: self.timestamp,
@@ -242,7 +284,8 @@ struct Encoded {
     template: Arc<TemplateInner>,
     topic: String,
     key: Option<Vec<u8>>,
-    value: Vec<u8>,
+    /// `None` is a null value (a tombstone).
+    value: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
     partition: Option<i32>,
     timestamp: Option<i64>,
@@ -250,8 +293,10 @@ struct Encoded {
 
 impl Encoded {
     async fn deliver(self) -> Result<SendResult, SendError> {
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).payload(&self.value[..]);
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
+        if let Some(value) = &self.value {
+            record = record.payload(&value[..]);
+        }
         if let Some(key) = &self.key {
             record = record.key(&key[..]);
         }

@@ -57,6 +57,15 @@ impl KafkaSettings {
         props
     }
 
+    /// The properties of an admin client (topic creation).
+    pub fn admin_properties(&self, bootstrap: &str) -> Properties {
+        let mut props = self.common_properties(bootstrap);
+        for (key, value) in &self.properties {
+            props.insert(key.clone(), value.to_string());
+        }
+        props
+    }
+
     /// The properties of the template's producer.
     pub fn producer_properties(&self, bootstrap: &str) -> Properties {
         let mut props = self.common_properties(bootstrap);

@@ -336,6 +336,40 @@ fn validate(
             ));
         }
     }
+    let handlers = std::iter::once((
+        "listener.error-handler".to_owned(),
+        &kafka.listener.error_handler,
+    ))
+    .chain(kafka.listeners.iter().map(|(id, own)| {
+        (
+            format!("listeners.\"{id}\".error-handler"),
+            &own.error_handler,
+        )
+    }));
+    for (path, handler) in handlers {
+        if handler.max_attempts == Some(0) {
+            return Err(invalid(
+                &format!("{path}.max-attempts"),
+                "expected a number of deliveries of at least 1, found 0".to_owned(),
+            ));
+        }
+        if let Some(multiplier) = handler.multiplier.filter(|m| !(m.is_finite() && *m >= 1.0)) {
+            return Err(invalid(
+                &format!("{path}.multiplier"),
+                format!("expected a number of at least 1.0, found {multiplier}"),
+            ));
+        }
+        if let Some(topic) = handler
+            .dead_letter_topic
+            .as_ref()
+            .filter(|t| t.trim().is_empty())
+        {
+            return Err(invalid(
+                &format!("{path}.dead-letter-topic"),
+                format!("expected a topic name (`{{topic}}` stands for the record's topic), found `{topic}`"),
+            ));
+        }
+    }
     if kafka.listener.ack_time.is_zero() {
         return Err(invalid(
             "listener.ack-time",

@@ -32,7 +32,10 @@ mod values;
 pub use client::Properties;
 pub(crate) use load::env_var_name;
 pub use load::ConfigError;
-pub use values::{AckMode, Acks, BootstrapServers, CompressionType, Format, OffsetReset};
+pub use values::{
+    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, OffsetReset,
+    RecovererKind,
+};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,6 +67,72 @@ pub struct KafkaSettings {
     /// `listener.*`: how containers dispatch records and commit offsets.
     #[serde(default)]
     pub listener: ListenerSettings,
+    /// `listeners."<id>".*`: settings of one listener that override `listener.*`.
+    #[serde(default)]
+    pub listeners: BTreeMap<String, ListenerOverrides>,
+}
+
+/// `[kafka.listeners."<listener id>"]`: per-listener overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ListenerOverrides {
+    /// Overrides of `listener.error-handler.*`, key by key.
+    #[serde(default)]
+    pub error_handler: ErrorHandlerSettings,
+}
+
+/// `[kafka.listener.error-handler]`: retries of failing records and what happens after the last
+/// one (Spring's `DefaultErrorHandler` with a back-off and a recoverer). Every key is optional;
+/// unset keys take Spring's defaults: ten deliveries without delay, then log and skip.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ErrorHandlerSettings {
+    /// `back-off`: `fixed` (default) or `exponential`.
+    #[serde(default)]
+    pub back_off: Option<BackOffKind>,
+    /// `interval`: the fixed back-off's wait (default 0).
+    #[serde(default, deserialize_with = "values::duration::deserialize_option")]
+    pub interval: Option<Duration>,
+    /// `max-attempts`: deliveries in all, the first included (default 10).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// `initial-interval`: the exponential back-off's first wait (default 2s).
+    #[serde(default, deserialize_with = "values::duration::deserialize_option")]
+    pub initial_interval: Option<Duration>,
+    /// `multiplier`: the exponential back-off's growth per attempt (default 1.5).
+    #[serde(default)]
+    pub multiplier: Option<f64>,
+    /// `max-interval`: the exponential back-off's longest wait (default 30s).
+    #[serde(default, deserialize_with = "values::duration::deserialize_option")]
+    pub max_interval: Option<Duration>,
+    /// `recoverer`: `log` (default: log at error and skip) or `dead-letter`.
+    #[serde(default)]
+    pub recoverer: Option<RecovererKind>,
+    /// `dead-letter-topic`: where `dead-letter` publishes; `{topic}` is the record's topic
+    /// (default `{topic}.DLT`, Spring's name).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+impl ErrorHandlerSettings {
+    /// These settings with every unset key taken from `defaults`.
+    pub fn or(&self, defaults: &ErrorHandlerSettings) -> ErrorHandlerSettings {
+        ErrorHandlerSettings {
+            back_off: self.back_off.or(defaults.back_off),
+            interval: self.interval.or(defaults.interval),
+            max_attempts: self.max_attempts.or(defaults.max_attempts),
+            initial_interval: self.initial_interval.or(defaults.initial_interval),
+            multiplier: self.multiplier.or(defaults.multiplier),
+            max_interval: self.max_interval.or(defaults.max_interval),
+            recoverer: self.recoverer.or(defaults.recoverer),
+            dead_letter_topic: self
+                .dead_letter_topic
+                .clone()
+                .or_else(|| defaults.dead_letter_topic.clone()),
+        }
+    }
 }
 
 /// `[kafka.producer]`.
@@ -195,6 +264,9 @@ pub struct ListenerSettings {
     /// partition is paused (default 1000). Not a Spring key: Spring's listeners run on the poll thread.
     #[serde(default = "ListenerSettings::default_max_in_flight")]
     pub max_in_flight: u32,
+    /// `error-handler.*`: retries and recovery of failing records.
+    #[serde(default)]
+    pub error_handler: ErrorHandlerSettings,
 }
 
 impl ListenerSettings {
@@ -224,6 +296,7 @@ impl Default for ListenerSettings {
             ack_time: Self::default_ack_time(),
             poll_timeout: Self::default_poll_timeout(),
             max_in_flight: Self::default_max_in_flight(),
+            error_handler: ErrorHandlerSettings::default(),
         }
     }
 }

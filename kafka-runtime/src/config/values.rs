@@ -268,6 +268,54 @@ impl<'de> Deserialize<'de> for Acks {
     }
 }
 
+/// `error-handler.back-off`: how long to wait between deliveries of a failing record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackOffKind {
+    /// The same `interval` every time (Spring's `FixedBackOff`).
+    Fixed,
+    /// `initial-interval`, times `multiplier` per attempt, at most `max-interval` (Spring's `ExponentialBackOff`).
+    Exponential,
+}
+
+impl FromStr for BackOffKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match relaxed(text).as_str() {
+            "fixed" => Ok(BackOffKind::Fixed),
+            "exponential" => Ok(BackOffKind::Exponential),
+            _ => Err(format!(
+                "unknown back-off `{text}`, expected fixed or exponential"
+            )),
+        }
+    }
+}
+deserialize_from_str!(BackOffKind);
+
+/// `error-handler.recoverer`: what happens to a record after its last failed delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecovererKind {
+    /// Log it at error level with its coordinates and skip it (Spring's default).
+    Log,
+    /// Publish it to the dead-letter topic, then skip it (Spring's `DeadLetterPublishingRecoverer`).
+    DeadLetter,
+}
+
+impl FromStr for RecovererKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match relaxed(text).as_str() {
+            "log" => Ok(RecovererKind::Log),
+            "deadletter" | "dlt" => Ok(RecovererKind::DeadLetter),
+            _ => Err(format!(
+                "unknown recoverer `{text}`, expected log or dead-letter"
+            )),
+        }
+    }
+}
+deserialize_from_str!(RecovererKind);
+
 /// `bootstrap-servers`: `"host:port,host:port"` or a list; `"embedded"` selects the mock cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapServers(pub Vec<String>);
@@ -369,6 +417,12 @@ pub(crate) mod duration {
             }
         };
         Ok(Duration::from_millis(number.saturating_mul(millis)))
+    }
+
+    pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        deserialize(deserializer).map(Some)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(

@@ -7,8 +7,11 @@
 //! in offset order, and a slow partition does not stall the others.
 
 mod consumer;
+mod error_handler;
 mod partition;
 mod worker;
+
+pub(crate) use error_handler::{DeadLetterPublisher, ErrorPolicy};
 
 pub(crate) use partition::PartitionState;
 
@@ -25,10 +28,6 @@ use crate::error::Error;
 use crate::extract::RecordContext;
 use crate::listener::Invocation;
 
-/// Deliveries of a failing record before it is skipped: Spring's `DefaultErrorHandler` default
-/// (`FixedBackOff(0, 9)`, ten deliveries in all).
-pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 10;
-
 /// A listener with its configuration resolved: what every consumer of its container needs.
 pub(crate) struct ListenerSpec {
     pub(crate) id: &'static str,
@@ -44,8 +43,9 @@ pub(crate) struct ListenerSpec {
     pub(crate) ack_count: u32,
     pub(crate) ack_time: Duration,
     pub(crate) poll_timeout: Duration,
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Duration,
+    pub(crate) errors: ErrorPolicy,
+    /// Present when the recoverer publishes to dead-letter topics.
+    pub(crate) dead_letter: Option<DeadLetterPublisher>,
 }
 
 /// The running consumers of one listener.

@@ -296,8 +296,8 @@ mod tests {
             ack_count: 1,
             ack_time: Duration::from_secs(5),
             poll_timeout: Duration::from_secs(5),
-            max_attempts: 3,
-            backoff: Duration::ZERO,
+            errors: crate::container::ErrorPolicy::new(&Default::default()),
+            dead_letter: None,
         });
         let (shared, commands) = ConsumerShared::new(spec, "test-0".into());
         (

@@ -1,24 +1,40 @@
-//! The worker of one partition: runs the handler on each record, in offset order.
+//! The worker of one partition: runs the handler on each record, in offset order, and settles
+//! failures through the listener's error policy.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::consumer::ConsumerShared;
 use super::partition::{PartitionState, Resolution};
+use super::ListenerSpec;
 use crate::ack::Ack;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::listener::{HandlerError, Invocation};
 use crate::record::{ConsumerRecord, Coordinates};
 
+/// The shortest wait before a failed dead-letter publication is tried again, so that a broker
+/// that refuses it is not hammered when the back-off is zero.
+const RECOVERY_RETRY_MIN: Duration = Duration::from_secs(1);
+
 /// A record handed to a worker, with the rewind epoch it was fetched under.
 pub(crate) struct Job {
     pub(crate) record: ConsumerRecord,
     pub(crate) epoch: u64,
+}
+
+/// The record that failed last (Spring's `FailedRecordTracker`).
+struct Failure {
+    offset: i64,
+    /// Failed deliveries so far.
+    attempts: u32,
+    /// Set when the recoverer itself failed: the next delivery goes straight back to it.
+    unrecovered: Option<HandlerError>,
 }
 
 pub(crate) async fn run(
@@ -29,8 +45,7 @@ pub(crate) async fn run(
 ) {
     let spec = Arc::clone(&shared.spec);
     let manual = spec.ack_mode.is_manual();
-    // The offset that failed last and how many deliveries of it failed (Spring's FailedRecordTracker).
-    let mut failures: Option<(i64, u32)> = None;
+    let mut failure: Option<Failure> = None;
     while let Some(job) = jobs.recv().await {
         if shared.stopping.load(Ordering::Acquire) || state.is_revoked() {
             break;
@@ -39,67 +54,123 @@ pub(crate) async fn run(
             continue;
         }
         let offset = job.record.offset;
-        let attempt = match failures {
-            Some((failed, count)) if failed == offset => count + 1,
-            _ => 1,
-        };
+        let previous = failure.take().filter(|f| f.offset == offset);
+        let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
+        if let Some(error) = previous.and_then(|f| f.unrecovered) {
+            failure = recover(&spec, &state, &job.record, error, attempt - 1).await;
+            continue;
+        }
+
         let ack = manual.then(|| Ack::new(Arc::clone(&state), offset));
-        let coordinates = Coordinates(state.topic(), state.partition(), offset);
         let mut ctx = RecordContext::new(job.record, ack, Arc::clone(&app), spec.formats, attempt);
         // Extractors are user code too: a panic there is a failed delivery, not a dead worker.
         let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)));
+        let record = ctx.into_record();
         let result = match invocation {
-            Err(panic) => {
-                drop(ctx);
-                Err(HandlerError::panic(panic.as_ref()))
-            }
+            Err(panic) => Err(HandlerError::panic(panic.as_ref())),
             Ok(Invocation::Rejected(rejection)) => {
-                tracing::error!(
-                    listener = spec.id, record = %coordinates, %rejection,
-                    "record rejected before the handler; skipping it"
-                );
-                // Skip first, so that an ack token still inside `ctx` finds the record settled.
-                state.ack(offset);
-                drop(ctx);
-                failures = None;
+                // Retrying cannot make bad bytes good: straight to the recoverer.
+                failure = recover(
+                    &spec,
+                    &state,
+                    &record,
+                    HandlerError::rejected(&rejection),
+                    attempt,
+                )
+                .await;
                 continue;
             }
-            Ok(Invocation::Run(future)) => {
-                drop(ctx);
-                match AssertUnwindSafe(future).catch_unwind().await {
-                    Ok(result) => result,
-                    Err(panic) => Err(HandlerError::panic(panic.as_ref())),
-                }
-            }
+            Ok(Invocation::Run(future)) => match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => Err(HandlerError::panic(panic.as_ref())),
+            },
         };
         let resolution = state.handler_finished(offset, result.is_ok(), !manual);
         let Err(error) = result else {
-            failures = (resolution == Resolution::Rewound).then_some((offset, attempt));
+            failure = (resolution == Resolution::Rewound).then_some(Failure {
+                offset,
+                attempts: attempt,
+                unrecovered: None,
+            });
             continue;
         };
+        let coordinates = Coordinates(state.topic(), state.partition(), offset);
         match resolution {
-            Resolution::Failed if error.is_retryable() && attempt < spec.max_attempts => {
+            Resolution::Failed if error.is_retryable() && attempt < spec.errors.max_attempts => {
+                let delay = spec.errors.delay(attempt);
                 tracing::warn!(
-                    listener = spec.id, record = %coordinates, attempt, %error,
+                    listener = spec.id, record = %coordinates, attempt, ?delay, %error,
                     "handler failed; the record will be delivered again"
                 );
-                failures = Some((offset, attempt));
-                state.rewind(offset, spec.backoff);
+                failure = Some(Failure {
+                    offset,
+                    attempts: attempt,
+                    unrecovered: None,
+                });
+                state.rewind(offset, delay);
             }
-            Resolution::Failed => {
-                tracing::error!(
-                    listener = spec.id, record = %coordinates, attempt, error_type = error.type_name(), %error,
-                    "handler failed for the last time; skipping the record"
-                );
-                failures = None;
-                state.ack(offset);
+            Resolution::Failed => failure = recover(&spec, &state, &record, error, attempt).await,
+            Resolution::Rewound => {
+                failure = Some(Failure {
+                    offset,
+                    attempts: attempt,
+                    unrecovered: None,
+                })
             }
-            Resolution::Rewound => failures = Some((offset, attempt)),
             Resolution::Settled => tracing::error!(
                 listener = spec.id, record = %coordinates, %error,
                 "handler failed after acknowledging the record; it stays acknowledged"
             ),
             Resolution::Gone => {}
+        }
+    }
+}
+
+/// Hands a record that will not be delivered to the handler again to the recoverer: logs it, or
+/// publishes it to the dead-letter topic, then skips it. If publishing fails the record stays
+/// uncommitted and comes back (returned as the failure to remember), never dropped.
+async fn recover(
+    spec: &ListenerSpec,
+    state: &Arc<PartitionState>,
+    record: &ConsumerRecord,
+    error: HandlerError,
+    attempts: u32,
+) -> Option<Failure> {
+    let coordinates = Coordinates(state.topic(), state.partition(), record.offset);
+    let target = spec
+        .errors
+        .recoverer
+        .dead_letter_topic(&record.topic)
+        .zip(spec.dead_letter.as_ref());
+    let Some((topic, publisher)) = target else {
+        tracing::error!(
+            listener = spec.id, record = %coordinates, attempts, error_type = error.type_name(), %error,
+            "giving up on the record; skipping it (error-handler.recoverer = log)"
+        );
+        state.ack(record.offset);
+        return None;
+    };
+    match publisher.publish(&topic, record, &error).await {
+        Ok(()) => {
+            tracing::warn!(
+                listener = spec.id, record = %coordinates, attempts, dead_letter_topic = %topic, %error,
+                "giving up on the record; published it to the dead-letter topic"
+            );
+            state.ack(record.offset);
+            None
+        }
+        Err(publish_error) => {
+            let delay = spec.errors.delay(attempts).max(RECOVERY_RETRY_MIN);
+            tracing::error!(
+                listener = spec.id, record = %coordinates, dead_letter_topic = %topic, %publish_error, ?delay,
+                "dead-letter publication failed; the record stays uncommitted and will be tried again"
+            );
+            state.rewind(record.offset, delay);
+            Some(Failure {
+                offset: record.offset,
+                attempts,
+                unrecovered: Some(error),
+            })
         }
     }
 }

@@ -1,0 +1,256 @@
+//! What happens when a delivery fails: back-off between deliveries, and the recoverer after the
+//! last one (Spring's `DefaultErrorHandler` + `DeadLetterPublishingRecoverer`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::{BackOffKind, ErrorHandlerSettings, RecovererKind};
+use crate::listener::HandlerError;
+use crate::record::{ConsumerRecord, TimestampType};
+use crate::template::{KafkaTemplate, SendError};
+
+/// Spring's `FixedBackOff` default of the `DefaultErrorHandler`: no wait, ten deliveries.
+const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Spring's `ExponentialBackOff` defaults.
+const DEFAULT_INITIAL_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_MULTIPLIER: f64 = 1.5;
+const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_DEAD_LETTER_TOPIC: &str = "{topic}.DLT";
+
+/// A listener's resolved error handling.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorPolicy {
+    back_off: BackOff,
+    pub(crate) max_attempts: u32,
+    pub(crate) recoverer: Recoverer,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum BackOff {
+    Fixed(Duration),
+    Exponential {
+        initial: Duration,
+        multiplier: f64,
+        max: Duration,
+    },
+}
+
+/// What the last failed delivery leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Recoverer {
+    Log,
+    /// The topic name template, `{topic}` standing for the record's topic.
+    DeadLetter(String),
+}
+
+impl Recoverer {
+    /// The dead-letter topic of records from `topic`, if records are dead-lettered.
+    pub(crate) fn dead_letter_topic(&self, topic: &str) -> Option<String> {
+        match self {
+            Recoverer::Log => None,
+            Recoverer::DeadLetter(template) => Some(template.replace("{topic}", topic)),
+        }
+    }
+}
+
+impl ErrorPolicy {
+    pub(crate) fn new(settings: &ErrorHandlerSettings) -> Self {
+        let back_off = match settings.back_off.unwrap_or(BackOffKind::Fixed) {
+            BackOffKind::Fixed => BackOff::Fixed(settings.interval.unwrap_or(Duration::ZERO)),
+            BackOffKind::Exponential => BackOff::Exponential {
+                initial: settings
+                    .initial_interval
+                    .unwrap_or(DEFAULT_INITIAL_INTERVAL),
+                multiplier: settings.multiplier.unwrap_or(DEFAULT_MULTIPLIER),
+                max: settings.max_interval.unwrap_or(DEFAULT_MAX_INTERVAL),
+            },
+        };
+        let recoverer = match settings.recoverer.unwrap_or(RecovererKind::Log) {
+            RecovererKind::Log => Recoverer::Log,
+            RecovererKind::DeadLetter => Recoverer::DeadLetter(
+                settings
+                    .dead_letter_topic
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_DEAD_LETTER_TOPIC.to_owned()),
+            ),
+        };
+        ErrorPolicy {
+            back_off,
+            max_attempts: settings.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            recoverer,
+        }
+    }
+
+    /// The wait before the next delivery, after `failed` failed deliveries (1 after the first).
+    pub(crate) fn delay(&self, failed: u32) -> Duration {
+        match self.back_off {
+            BackOff::Fixed(interval) => interval,
+            BackOff::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => {
+                let exponent = i32::try_from(failed.saturating_sub(1)).unwrap_or(i32::MAX);
+                let secs = initial.as_secs_f64() * multiplier.powi(exponent);
+                Duration::try_from_secs_f64(secs).map_or(max, |delay| delay.min(max))
+            }
+        }
+    }
+}
+
+/// Publishes records to dead-letter topics with Spring's headers.
+pub(crate) struct DeadLetterPublisher {
+    template: KafkaTemplate,
+    group: String,
+    /// Partition counts of dead-letter topics, looked up once.
+    partitions: Mutex<HashMap<String, Option<i32>>>,
+}
+
+// Spring's header names and encodings: `KafkaHeaders.DLT_*` and
+// `DeadLetterPublishingRecoverer.maybeAddOriginalHeaders` / `addExceptionInfoHeaders` in
+// spring-kafka (partition a 4-byte big-endian int, offset and timestamp 8-byte big-endian longs,
+// the rest UTF-8 text), so that a Java team's DLT tooling reads our dead letters unchanged.
+const ORIGINAL_TOPIC: &str = "kafka_dlt-original-topic";
+const ORIGINAL_PARTITION: &str = "kafka_dlt-original-partition";
+const ORIGINAL_OFFSET: &str = "kafka_dlt-original-offset";
+const ORIGINAL_TIMESTAMP: &str = "kafka_dlt-original-timestamp";
+const ORIGINAL_TIMESTAMP_TYPE: &str = "kafka_dlt-original-timestamp-type";
+const ORIGINAL_CONSUMER_GROUP: &str = "kafka_dlt-original-consumer-group";
+const EXCEPTION_FQCN: &str = "kafka_dlt-exception-fqcn";
+const EXCEPTION_MESSAGE: &str = "kafka_dlt-exception-message";
+const EXCEPTION_STACKTRACE: &str = "kafka_dlt-exception-stacktrace";
+
+impl DeadLetterPublisher {
+    pub(crate) fn new(template: KafkaTemplate, group: String) -> Self {
+        DeadLetterPublisher {
+            template,
+            group,
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes `record` (its key, value and headers as they were) to `topic` with the DLT headers.
+    pub(crate) async fn publish(
+        &self,
+        topic: &str,
+        record: &ConsumerRecord,
+        error: &HandlerError,
+    ) -> Result<(), SendError> {
+        let partitions = self.partition_count(topic).await;
+        // Spring's default destination: the same partition when the DLT has it, else by key.
+        let partition = partitions
+            .filter(|count| record.partition < *count)
+            .map(|_| record.partition);
+        let mut headers: Vec<(String, Vec<u8>)> = record
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone().unwrap_or_default()))
+            .collect();
+        let timestamp_type = match record.timestamp_type {
+            TimestampType::NotAvailable => "NoTimestampType",
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
+        headers.extend([
+            (ORIGINAL_TOPIC.to_owned(), record.topic.as_bytes().to_vec()),
+            (
+                ORIGINAL_PARTITION.to_owned(),
+                record.partition.to_be_bytes().to_vec(),
+            ),
+            (
+                ORIGINAL_OFFSET.to_owned(),
+                record.offset.to_be_bytes().to_vec(),
+            ),
+            (
+                ORIGINAL_TIMESTAMP.to_owned(),
+                record.timestamp.unwrap_or(-1).to_be_bytes().to_vec(),
+            ),
+            (
+                ORIGINAL_TIMESTAMP_TYPE.to_owned(),
+                timestamp_type.as_bytes().to_vec(),
+            ),
+            (
+                ORIGINAL_CONSUMER_GROUP.to_owned(),
+                self.group.as_bytes().to_vec(),
+            ),
+            (
+                EXCEPTION_FQCN.to_owned(),
+                error.type_name().as_bytes().to_vec(),
+            ),
+            (
+                EXCEPTION_MESSAGE.to_owned(),
+                error.message().as_bytes().to_vec(),
+            ),
+            (
+                EXCEPTION_STACKTRACE.to_owned(),
+                error.chain().as_bytes().to_vec(),
+            ),
+        ]);
+        self.template
+            .send_raw(
+                topic,
+                partition,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                headers,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn partition_count(&self, topic: &str) -> Option<i32> {
+        if let Some(known) = self.lock().get(topic) {
+            return *known;
+        }
+        let count = self.template.partition_count(topic).await;
+        self.lock().insert(topic.to_owned(), count);
+        count
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<i32>>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_springs() {
+        let policy = ErrorPolicy::new(&ErrorHandlerSettings::default());
+        assert_eq!(policy.max_attempts, 10);
+        assert_eq!(policy.delay(1), Duration::ZERO);
+        assert_eq!(policy.recoverer, Recoverer::Log);
+    }
+
+    #[test]
+    fn exponential_back_off_grows_to_its_maximum() {
+        let settings = ErrorHandlerSettings {
+            back_off: Some(BackOffKind::Exponential),
+            initial_interval: Some(Duration::from_millis(100)),
+            multiplier: Some(2.0),
+            max_interval: Some(Duration::from_millis(500)),
+            ..ErrorHandlerSettings::default()
+        };
+        let policy = ErrorPolicy::new(&settings);
+        let delays: Vec<u128> = (1..=5).map(|n| policy.delay(n).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 500, 500]);
+    }
+
+    #[test]
+    fn dead_letter_topic_defaults_to_springs_name() {
+        let settings = ErrorHandlerSettings {
+            recoverer: Some(RecovererKind::DeadLetter),
+            ..ErrorHandlerSettings::default()
+        };
+        let policy = ErrorPolicy::new(&settings);
+        assert_eq!(
+            policy.recoverer.dead_letter_topic("orders").as_deref(),
+            Some("orders.DLT")
+        );
+    }
+}
