@@ -3,14 +3,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use common::Cluster;
 use kafka_runtime::{KafkaTemplate, SendError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::ClientConfig;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -22,25 +19,6 @@ struct UserEvent<'a> {
 fn template(cluster: &Cluster, extra: &str) -> KafkaTemplate {
     let config = cluster.config(extra);
     KafkaTemplate::new(&config.kafka, cluster.bootstrap()).expect("template")
-}
-
-/// Reads `count` records from the start of `topic` with a plain rdkafka consumer.
-fn read_all(cluster: &Cluster, topic: &str, count: usize) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("group.id", common::unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut records = Vec::new();
-    let deadline = std::time::Instant::now() + common::PATIENCE;
-    while records.len() < count && std::time::Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            records.push(message.detach());
-        }
-    }
-    records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +47,7 @@ async fn send_reports_where_the_record_landed_and_it_arrives_as_sent() {
     assert_eq!(second.partition, first.partition);
     assert_eq!(second.offset, first.offset + 1);
 
-    let records = read_all(&cluster, &topic, 2);
+    let records = common::read_topic(cluster.bootstrap(), &topic, 2);
     let record = records
         .iter()
         .find(|r| r.offset() == second.offset)

@@ -157,6 +157,33 @@ fn create_topic(servers: &str, name: &str, partitions: i32) {
     }
 }
 
+/// Reads `count` records from the start of `topic` with a plain rdkafka consumer (fewer if they
+/// don't arrive within the patience).
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while records.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            if message.topic() == topic {
+                records.push(message.detach());
+            }
+        }
+    }
+    records
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -1,0 +1,340 @@
+//! Error handling: back-off between deliveries, Spring-compatible dead-letter topics, poison
+//! messages, and a dead-letter publication that fails without losing the record.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{read_topic, unique, Cluster, Recorder};
+use kafka_runtime::prelude::*;
+use kafka_runtime::{KafkaApplication, RunningApplication};
+use rdkafka::message::{Headers as _, Message, OwnedMessage};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct UserEvent {
+    event_type: String,
+    user_id: String,
+}
+
+async fn start(
+    cluster: &Cluster,
+    extra: &str,
+    listener: &str,
+    topic: &str,
+    group: &str,
+    seen: &Recorder<(u32, Instant)>,
+) -> RunningApplication {
+    KafkaApplication::new(cluster.config(extra))
+        .with_listeners([listener])
+        .with_property("topic", topic)
+        .with_property("group", group)
+        .with_state(seen.clone())
+        .start()
+        .await
+        .expect("application starts")
+}
+
+fn header<'a>(record: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    let headers = record.headers()?;
+    headers
+        .iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| h.value)
+}
+
+// --- exponential back-off --------------------------------------------------------------------
+
+#[kafka_listener(
+    id = "backs_off",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "record",
+    auto_startup = false
+)]
+async fn backs_off(
+    State(seen): State<Recorder<(u32, Instant)>>,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+) -> Result<(), HandlerError> {
+    seen.push((attempt, Instant::now()));
+    Err(HandlerError::new("always fails"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exponential_back_off_spaces_the_deliveries_then_the_record_is_skipped() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("backoff", 1);
+    let group = unique("backoff");
+    let seen = Recorder::<(u32, Instant)>::default();
+    let extra = r#"
+[kafka.listeners.backs_off.error-handler]
+back-off = "exponential"
+initial-interval = "200ms"
+multiplier = 2.0
+max-interval = "1s"
+max-attempts = 4
+"#;
+    let app = start(&cluster, extra, "backs_off", &topic, &group, &seen).await;
+    app.template()
+        .send_value(&topic, "x")
+        .await
+        .expect("delivered");
+    let deliveries = seen.wait_for(4).await;
+    assert_eq!(
+        deliveries.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    let gaps: Vec<Duration> = deliveries.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    for (gap, wanted) in gaps.iter().zip([200, 400, 800]) {
+        assert!(*gap >= Duration::from_millis(wanted), "gaps {gaps:?}");
+        assert!(*gap < Duration::from_millis(wanted + 1500), "gaps {gaps:?}");
+    }
+    // recoverer = log (the default): skipped, so committed.
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(1)]).await,
+        [Some(1)]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.len(), 4, "no fifth delivery");
+    app.shutdown().await;
+}
+
+// --- dead-letter topic with Spring's headers -------------------------------------------------
+
+#[kafka_listener(
+    id = "dead_letters",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn dead_letters(
+    Payload(event): Payload<UserEvent>,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+    ack: Ack,
+    State(seen): State<Recorder<(u32, Instant)>>,
+) -> Result<(), HandlerError> {
+    seen.push((attempt, Instant::now()));
+    match event.event_type.as_str() {
+        "poison" => Err(std::io::Error::other("cannot process poison").into()),
+        "invalid" => Err(HandlerError::non_retryable("user_id is not a number")),
+        _ => {
+            ack.acknowledge();
+            Ok(())
+        }
+    }
+}
+
+const DEAD_LETTER: &str = r#"
+[kafka.listener.error-handler]
+max-attempts = 3
+recoverer = "dead-letter"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_last_attempt_the_record_goes_to_the_dlt_with_springs_headers() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("dlt", 3);
+    let group = unique("dlt");
+    let seen = Recorder::<(u32, Instant)>::default();
+    let app = start(&cluster, DEAD_LETTER, "dead_letters", &topic, &group, &seen).await;
+    let poison = UserEvent {
+        event_type: "poison".into(),
+        user_id: "1".into(),
+    };
+    let sent = app
+        .template()
+        .record(&topic)
+        .key("user-1")
+        .header("correlation_id", "abc-1")
+        .partition(2)
+        .timestamp(1_700_000_000_000)
+        .send(&poison)
+        .await
+        .expect("delivered");
+
+    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
+    assert_eq!(dead.len(), 1, "one dead letter");
+    let dead = &dead[0];
+    assert_eq!(seen.len(), 3, "three deliveries, then the recoverer");
+    assert_eq!(dead.partition(), 2, "same partition as the original");
+    assert_eq!(dead.key(), Some(&b"user-1"[..]));
+    assert_eq!(
+        dead.payload(),
+        Some(&br#"{"event_type":"poison","user_id":"1"}"#[..])
+    );
+    assert_eq!(
+        header(dead, "correlation_id"),
+        Some(&b"abc-1"[..]),
+        "original headers kept"
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-original-topic"),
+        Some(topic.as_bytes())
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-original-partition"),
+        Some(&2i32.to_be_bytes()[..])
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-original-offset"),
+        Some(&sent.offset.to_be_bytes()[..])
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-original-timestamp"),
+        Some(&1_700_000_000_000i64.to_be_bytes()[..])
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-original-timestamp-type"),
+        Some(&b"CreateTime"[..])
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-original-consumer-group"),
+        Some(group.as_bytes())
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-exception-fqcn"),
+        Some(&b"std::io::error::Error"[..])
+    );
+    assert_eq!(
+        header(dead, "kafka_dlt-exception-message"),
+        Some(&b"cannot process poison"[..])
+    );
+    let stacktrace = String::from_utf8_lossy(
+        header(dead, "kafka_dlt-exception-stacktrace").expect("stacktrace"),
+    );
+    assert!(
+        stacktrace.starts_with("std::io::error::Error: cannot process poison"),
+        "{stacktrace}"
+    );
+    let expected = [None, None, Some(sent.offset + 1)];
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &expected).await,
+        expected
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retryable_error_goes_to_the_dlt_at_once() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("nonretry", 1);
+    let group = unique("nonretry");
+    let seen = Recorder::<(u32, Instant)>::default();
+    let app = start(&cluster, DEAD_LETTER, "dead_letters", &topic, &group, &seen).await;
+    let invalid = UserEvent {
+        event_type: "invalid".into(),
+        user_id: "x".into(),
+    };
+    app.template()
+        .send(&topic, "user-x", &invalid)
+        .await
+        .expect("delivered");
+    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(seen.len(), 1, "no retry for a non-retryable error");
+    assert_eq!(
+        header(&dead[0], "kafka_dlt-exception-message"),
+        Some(&b"user_id is not a number"[..])
+    );
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(1)]).await,
+        [Some(1)]
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_goes_to_the_dlt_with_its_raw_bytes_and_the_reason() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("undecodable", 1);
+    let group = unique("undecodable");
+    let seen = Recorder::<(u32, Instant)>::default();
+    let app = start(&cluster, DEAD_LETTER, "dead_letters", &topic, &group, &seen).await;
+    app.template()
+        .send(&topic, "user-2", &b"\xffnot json"[..])
+        .await
+        .expect("delivered");
+    let fine = UserEvent {
+        event_type: "user_created".into(),
+        user_id: "3".into(),
+    };
+    app.template()
+        .send(&topic, "user-3", &fine)
+        .await
+        .expect("delivered");
+
+    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].payload(),
+        Some(&b"\xffnot json"[..]),
+        "the raw bytes, undecoded"
+    );
+    assert_eq!(
+        header(&dead[0], "kafka_dlt-exception-fqcn"),
+        Some(&b"kafka_runtime::extract::Rejection"[..])
+    );
+    let message =
+        String::from_utf8_lossy(header(&dead[0], "kafka_dlt-exception-message").expect("message"));
+    assert!(
+        message.contains("Payload") && message.contains("UserEvent"),
+        "{message}"
+    );
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(2)]).await,
+        [Some(2)]
+    );
+    assert_eq!(seen.len(), 1, "only the good record reached the handler");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dlt_publication_leaves_the_record_uncommitted() {
+    let cluster = Cluster::start();
+    let Some(embedded) = cluster.embedded() else {
+        eprintln!("fault injection needs the mock cluster: covered by the embedded pass");
+        return;
+    };
+    let topic = cluster.topic("dltdown", 1);
+    let dead_letter_topic = format!("{topic}.DLT");
+    cluster
+        .embedded()
+        .expect("embedded")
+        .create_topic(&dead_letter_topic, 1)
+        .expect("DLT");
+    embedded
+        .mock_cluster()
+        .expect("mock")
+        .topic_error(
+            &dead_letter_topic,
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("error injected");
+    let group = unique("dltdown");
+    let seen = Recorder::<(u32, Instant)>::default();
+    let extra = format!("{DEAD_LETTER}\n[kafka.producer.properties]\n\"message.timeout.ms\" = 2000\n");
+    let app = start(&cluster, &extra, "dead_letters", &topic, &group, &seen).await;
+    let poison = UserEvent {
+        event_type: "poison".into(),
+        user_id: "1".into(),
+    };
+    app.template()
+        .send(&topic, "user-1", &poison)
+        .await
+        .expect("delivered");
+    seen.wait_for(3).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        cluster.committed(&group, &topic, 1),
+        [None],
+        "not committed while the DLT refuses it"
+    );
+    assert_eq!(
+        seen.len(),
+        3,
+        "the handler is not called again; only the recoverer retries"
+    );
+    app.shutdown().await;
+}
