@@ -1,13 +1,17 @@
 //! The seed's user-events consumer as a service: a manual-ack `#[kafka_listener]` that dispatches
 //! on `event_type`, the way the seed's Java `UserEventConsumer` does.
 //!
-//! Run it with `cargo run --example user-events`. Without `kafka.bootstrap-servers` (in
-//! `application.toml` or `KAFKA_BOOTSTRAP_SERVERS`) it starts an embedded Kafka and produces the
-//! seed's sample events to it, so that a first run shows them handled. Stop it with Ctrl-C.
+//! Run it with `cargo run --example user-events`. Its configuration is the seed's Spring Boot YAML
+//! in TOML (`examples/user-events/application.toml`, or `application.toml` in the working
+//! directory if there is one): manual acks, concurrency 3, and the seed's `consume_with_dlq`
+//! policy — 3 retries, then `user-events.DLT`. Without `bootstrap-servers` (or
+//! `KAFKA_BOOTSTRAP_SERVERS`) it starts an embedded Kafka and produces the seed's sample events
+//! to it, so that a first run shows them handled. Stop it with Ctrl-C.
 
 use std::process::ExitCode;
 
 use kafka_runtime::prelude::*;
+use kafka_runtime::Config;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -40,6 +44,10 @@ async fn handle_user_event(
         correlation_id = headers.get_str("correlation_id").unwrap_or("-"),
         "Processing event"
     );
+    if event.user_id.is_empty() {
+        // The seed's Java consumer rethrows; here the record is retried, then dead-lettered.
+        return Err(HandlerError::new("user_id is empty"));
+    }
     match event.event_type.as_str() {
         "user_created" => info!(user_id = %event.user_id, email = ?event.email, "user created"),
         "user_updated" => info!(user_id = %event.user_id, "user updated"),
@@ -50,29 +58,29 @@ async fn handle_user_event(
     Ok(())
 }
 
-/// The seed's usage example: user-123's events, with a `correlation_id` header.
+/// The seed's usage example: user-123's events, with a `correlation_id` header; and one event
+/// the handler cannot process, to show the retries and the dead-letter topic.
 async fn produce_sample_events(
     template: &KafkaTemplate,
     topic: &str,
 ) -> Result<(), kafka_runtime::SendError> {
-    for (n, event_type) in [
-        "user_created",
-        "user_updated",
-        "user_deleted",
-        "user_exported",
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    let events = [
+        ("user-123", "user_created", "123"),
+        ("user-123", "user_updated", "123"),
+        ("user-123", "user_deleted", "123"),
+        ("user-123", "user_exported", "123"),
+        ("user-456", "user_updated", ""),
+    ];
+    for (n, (key, event_type, user_id)) in events.into_iter().enumerate() {
         let event = UserEvent {
             event_type: event_type.to_owned(),
-            user_id: "123".to_owned(),
+            user_id: user_id.to_owned(),
             email: Some("user@example.com".to_owned()),
             timestamp: Some("2026-11-28T00:00:00Z".to_owned()),
         };
         template
             .record(topic)
-            .key("user-123")
+            .key(key)
             .header("correlation_id", format!("abc-{}", 123 + n))
             .send(&event)
             .await?;
@@ -98,7 +106,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let app = KafkaApplication::from_default_config()?;
+    let config = if std::path::Path::new("application.toml").exists() {
+        Config::load("application.toml")?
+    } else {
+        Config::load_str(
+            include_str!("application.toml"),
+            "examples/user-events/application.toml",
+        )?
+    };
+    let app = KafkaApplication::new(config);
     let embedded = app.config().uses_embedded_broker();
     let running = app.start().await?;
     if embedded {

@@ -314,7 +314,8 @@ async fn a_failed_dlt_publication_leaves_the_record_uncommitted() {
         .expect("error injected");
     let group = unique("dltdown");
     let seen = Recorder::<(u32, Instant)>::default();
-    let extra = format!("{DEAD_LETTER}\n[kafka.producer.properties]\n\"message.timeout.ms\" = 2000\n");
+    let extra =
+        format!("{DEAD_LETTER}\n[kafka.producer.properties]\n\"message.timeout.ms\" = 2000\n");
     let app = start(&cluster, &extra, "dead_letters", &topic, &group, &seen).await;
     let poison = UserEvent {
         event_type: "poison".into(),

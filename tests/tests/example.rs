@@ -1,5 +1,6 @@
 //! The `user-events` example as a user runs it: with no configuration it starts the embedded
-//! Kafka, handles the seed's sample events, and exits 0 on SIGTERM.
+//! Kafka, handles the seed's sample events, retries a bad one 3 times and dead-letters it, and
+//! exits 0 on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -50,15 +51,21 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
 
     let mut processed = Vec::new();
     let mut unknown = false;
+    let mut poison_deliveries = 0;
+    let mut dead_lettered = false;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (processed.len() < 4 || !unknown) && Instant::now() < deadline {
+    while (processed.len() < 4 || !unknown || !dead_lettered) && Instant::now() < deadline {
         let Ok(line) = received.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
-        if line.contains("Processing event") {
+        if line.contains("Processing event") && line.contains("key=\"user-123\"") {
             processed.push(line.clone());
         }
+        if line.contains("Processing event") && line.contains("key=\"user-456\"") {
+            poison_deliveries += 1;
+        }
         unknown |= line.contains("Unknown event type") && line.contains("user_exported");
+        dead_lettered |= line.contains("dead-letter topic") && line.contains("user-events.DLT");
     }
     let terminated = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -83,5 +90,10 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
         assert!(line.contains("correlation_id=\"abc-"), "{line}");
     }
     assert!(unknown, "an unknown event type is logged at warn");
+    assert_eq!(
+        poison_deliveries, 4,
+        "the bad event: the first delivery and 3 retries"
+    );
+    assert!(dead_lettered, "then it is published to user-events.DLT");
     assert!(status.success(), "exits 0 on SIGTERM, got {status}");
 }

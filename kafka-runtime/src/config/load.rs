@@ -178,6 +178,27 @@ pub(super) fn load(
             Err(_) => {}
         }
     }
+    with_env(figment, file_name, vars)
+}
+
+pub(super) fn load_text(
+    text: &str,
+    name: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    with_env(
+        Figment::new().merge(Toml::string(text)),
+        Some(name.to_owned()),
+        vars,
+    )
+}
+
+/// Merges environment overrides over `figment` (from `file_name`) and extracts the config.
+fn with_env(
+    figment: Figment,
+    file_name: Option<String>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
     let env = EnvOverrides::new(tree_of(&figment), vars);
     let env_names: Vec<(String, String)> = env
         .values

@@ -323,6 +323,12 @@ impl Config {
         load::load(Some(path.as_ref()), false, std::env::vars())
     }
 
+    /// Parses TOML text (named `source` in errors, e.g. a file bundled with `include_str!`), then
+    /// applies environment overrides and validates the result, as [`Config::load`] does.
+    pub fn load_str(text: &str, source: &str) -> Result<Self, ConfigError> {
+        load::load_text(text, source, std::env::vars())
+    }
+
     /// Parses TOML text (named `source` in errors), without environment overrides.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Self, ConfigError> {
         load::from_str(text, source)
