@@ -8,7 +8,9 @@ use rdkafka::producer::Producer;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::container::{DeadLetterPublisher, ErrorPolicy, ListenerContainer, ListenerSpec};
+use crate::container::{
+    DeadLetterPublisher, ErrorPolicy, ListenerContainer, ListenerSpec, RetryTopics,
+};
 use crate::context::{AppContext, States};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
@@ -270,10 +272,22 @@ fn resolve(
             .get(registration.id)
             .map_or_else(|| global.clone(), |own| own.error_handler.or(global)),
     );
-    let dead_letter = errors
-        .recoverer
-        .dead_letter_topic("")
-        .map(|_| DeadLetterPublisher::new(app.template().clone(), group.clone()));
+    let own = settings.listeners.get(registration.id);
+    let retry_topics = RetryTopics::new(&own.map_or_else(
+        || settings.retry.topic.clone(),
+        |own| own.retry_topic.or(&settings.retry.topic),
+    ));
+    let republishes = retry_topics.is_some() || errors.recoverer.dead_letter_topic("").is_some();
+    let dead_letter =
+        republishes.then(|| DeadLetterPublisher::new(app.template().clone(), group.clone()));
+    let main_topics = topics.clone();
+    let topics = match &retry_topics {
+        None => topics,
+        Some(retry) => main_topics
+            .iter()
+            .flat_map(|main| std::iter::once(main.clone()).chain(retry.retry_topics(main)))
+            .collect(),
+    };
     Ok(Arc::new(ListenerSpec {
         id: registration.id,
         topics,
@@ -293,6 +307,8 @@ fn resolve(
         ack_time: settings.listener.ack_time,
         poll_timeout: settings.listener.poll_timeout,
         errors,
+        retry_topics,
+        main_topics,
         dead_letter,
     }))
 }
@@ -303,7 +319,7 @@ fn create_embedded_topics(
 ) -> Result<(), Error> {
     let mut partitions: BTreeMap<&str, u32> = BTreeMap::new();
     for spec in specs {
-        for topic in &spec.topics {
+        for topic in &spec.main_topics {
             let count = partitions.entry(topic).or_insert(EMBEDDED_PARTITIONS);
             *count = (*count).max(spec.concurrency);
         }
@@ -314,8 +330,9 @@ fn create_embedded_topics(
     Ok(())
 }
 
-/// Creates the dead-letter topics of listeners that publish there, with as many partitions as
-/// the topics they come from (so that a record keeps its partition number), when missing.
+/// Creates the dead-letter and retry topics of listeners that publish there, with as many
+/// partitions as the topics they come from (so that a record keeps its partition number), when
+/// missing.
 async fn create_dead_letter_topics(
     settings: &crate::config::KafkaSettings,
     bootstrap: &str,
@@ -325,13 +342,24 @@ async fn create_dead_letter_topics(
 ) {
     let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
     for spec in specs {
-        for topic in &spec.topics {
-            if let Some(dead_letter) = spec.errors.recoverer.dead_letter_topic(topic) {
-                if template.partition_count(&dead_letter).await.is_some() {
+        for topic in &spec.main_topics {
+            let mut derived: Vec<String> = Vec::new();
+            match &spec.retry_topics {
+                Some(retry) => {
+                    derived.extend(retry.retry_topics(topic));
+                    derived.push(RetryTopics::dead_letter_topic(topic));
+                }
+                None => derived.extend(spec.errors.recoverer.dead_letter_topic(topic)),
+            }
+            let mut partitions = None;
+            for derived in derived {
+                if template.partition_count(&derived).await.is_some() {
                     continue;
                 }
-                let partitions = template.partition_count(topic).await.unwrap_or(1);
-                wanted.insert(dead_letter, partitions);
+                if partitions.is_none() {
+                    partitions = Some(template.partition_count(topic).await.unwrap_or(1));
+                }
+                wanted.insert(derived, partitions.unwrap_or(1));
             }
         }
     }
@@ -339,8 +367,8 @@ async fn create_dead_letter_topics(
     for (topic, error) in crate::admin::create_missing(settings, bootstrap, embedded, &wanted).await
     {
         tracing::warn!(
-            dead_letter_topic = %topic, %error,
-            "cannot create the dead-letter topic; publishing to it will fail until it exists"
+            %topic, %error,
+            "cannot create a dead-letter or retry topic; publishing to it will fail until it exists"
         );
     }
 }

@@ -339,3 +339,122 @@ async fn a_failed_dlt_publication_leaves_the_record_uncommitted() {
     );
     app.shutdown().await;
 }
+
+// --- non-blocking retries through retry topics -------------------------------------------------
+
+#[kafka_listener(
+    id = "retry_topics",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "record",
+    auto_startup = false
+)]
+async fn retry_topics(
+    Payload(value): Payload<String>,
+    metadata: Metadata,
+    State(seen): State<Recorder<(String, String, Instant)>>,
+) -> Result<(), HandlerError> {
+    seen.push((value.clone(), metadata.topic.to_string(), Instant::now()));
+    if value == "poison" {
+        return Err(HandlerError::new("cannot process"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_topics_retry_without_blocking_the_partition_then_dead_letter() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("nonblocking", 2);
+    let group = unique("nonblocking");
+    let seen = Recorder::<(String, String, Instant)>::default();
+    let extra = r#"
+[kafka.listeners.retry_topics.retry-topic]
+enabled = true
+attempts = 3
+delay = "400ms"
+"#;
+    let app = KafkaApplication::new(cluster.config(extra))
+        .with_listeners(["retry_topics"])
+        .with_property("topic", &topic)
+        .with_property("group", &group)
+        .with_state(seen.clone())
+        .start()
+        .await
+        .expect("application starts");
+    let poison = app
+        .template()
+        .record(&topic)
+        .partition(1)
+        .send("poison")
+        .await
+        .expect("delivered");
+    app.template()
+        .record(&topic)
+        .partition(1)
+        .send("fine")
+        .await
+        .expect("delivered");
+
+    let dead = read_topic(cluster.bootstrap(), &format!("{topic}-dlt"), 1);
+    assert_eq!(dead.len(), 1, "the record ends in <topic>-dlt");
+    let seen = seen.snapshot();
+    let topics: Vec<&str> = seen
+        .iter()
+        .filter(|(v, _, _)| v == "poison")
+        .map(|(_, t, _)| t.as_str())
+        .collect();
+    let expected = [
+        topic.clone(),
+        format!("{topic}-retry-0"),
+        format!("{topic}-retry-1"),
+    ];
+    assert_eq!(
+        topics,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let at = |wanted: &str| {
+        seen.iter()
+            .find(|(v, t, _)| v == "poison" && t == wanted)
+            .map(|(_, _, at)| *at)
+    };
+    let (first, second, third) = (at(&expected[0]), at(&expected[1]), at(&expected[2]));
+    let (first, second, third) = (first.expect("1"), second.expect("2"), third.expect("3"));
+    assert!(
+        second - first >= Duration::from_millis(400),
+        "due time respected"
+    );
+    assert!(
+        third - second >= Duration::from_millis(400),
+        "due time respected"
+    );
+    let fine = seen
+        .iter()
+        .find(|(v, _, _)| v == "fine")
+        .map(|(_, _, at)| *at)
+        .expect("fine handled");
+    assert!(
+        fine < second,
+        "the source partition did not wait for the retries"
+    );
+
+    assert_eq!(dead[0].partition(), 1, "same partition number");
+    assert_eq!(dead[0].payload(), Some(&b"poison"[..]));
+    assert_eq!(
+        header(&dead[0], "kafka_dlt-exception-message"),
+        Some(&b"cannot process"[..])
+    );
+    assert_eq!(
+        header(&dead[0], "retry_topic-attempts"),
+        Some(&3i32.to_be_bytes()[..]),
+        "Spring's attempts header travels with the record"
+    );
+    assert!(header(&dead[0], "retry_topic-backoff-timestamp").is_some());
+    let expected_committed = [None, Some(poison.offset + 2)];
+    assert_eq!(
+        cluster
+            .wait_committed(&group, &topic, &expected_committed)
+            .await,
+        expected_committed
+    );
+    app.shutdown().await;
+}

@@ -81,6 +81,11 @@ const ENV_KEYS: &[&str] = &[
     "listener.ack-time",
     "listener.poll-timeout",
     "listener.max-in-flight",
+    "retry.topic.enabled",
+    "retry.topic.attempts",
+    "retry.topic.delay",
+    "retry.topic.multiplier",
+    "retry.topic.max-delay",
 ];
 
 /// Spring Boot's relaxed binding: `kafka.consumer.group-id` is `KAFKA_CONSUMER_GROUP_ID`.
@@ -388,6 +393,26 @@ fn validate(
             return Err(invalid(
                 &format!("{path}.dead-letter-topic"),
                 format!("expected a topic name (`{{topic}}` stands for the record's topic), found `{topic}`"),
+            ));
+        }
+    }
+    let retry_topics = std::iter::once(("retry.topic".to_owned(), &kafka.retry.topic)).chain(
+        kafka
+            .listeners
+            .iter()
+            .map(|(id, own)| (format!("listeners.\"{id}\".retry-topic"), &own.retry_topic)),
+    );
+    for (path, retry) in retry_topics {
+        if retry.attempts.is_some_and(|attempts| attempts < 2) {
+            return Err(invalid(
+                &format!("{path}.attempts"),
+                "expected at least 2 deliveries (the first and one retry)".to_owned(),
+            ));
+        }
+        if let Some(multiplier) = retry.multiplier.filter(|m| !(m.is_finite() && *m >= 1.0)) {
+            return Err(invalid(
+                &format!("{path}.multiplier"),
+                format!("expected a number of at least 1.0, found {multiplier}"),
             ));
         }
     }

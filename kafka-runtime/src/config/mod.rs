@@ -70,6 +70,57 @@ pub struct KafkaSettings {
     /// `listeners."<id>".*`: settings of one listener that override `listener.*`.
     #[serde(default)]
     pub listeners: BTreeMap<String, ListenerOverrides>,
+    /// `retry.*`: non-blocking retries (Spring Boot's `spring.kafka.retry.topic.*`).
+    #[serde(default)]
+    pub retry: RetrySettings,
+}
+
+/// `[kafka.retry]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct RetrySettings {
+    /// `retry.topic.*`: retry topics for every listener (per listener: `listeners."<id>".retry-topic`).
+    #[serde(default)]
+    pub topic: RetryTopicSettings,
+}
+
+/// Non-blocking retries through retry topics (Spring's `@RetryableTopic`): a failed record is
+/// republished to `<topic>-retry-0`, `<topic>-retry-1`, ... with its due time in a header, handled
+/// again by the same listener once due, and finally published to `<topic>-dlt`. The source
+/// partition keeps flowing meanwhile. Unset keys take Spring Boot's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct RetryTopicSettings {
+    /// `enabled`: use retry topics instead of blocking retries (default false).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `attempts`: deliveries in all, the first on the source topic (default 3).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// `delay`: the wait before the first retry (default 1s).
+    #[serde(default, deserialize_with = "values::duration::deserialize_option")]
+    pub delay: Option<Duration>,
+    /// `multiplier`: growth of the wait per retry (default 1.0: fixed).
+    #[serde(default)]
+    pub multiplier: Option<f64>,
+    /// `max-delay`: the longest wait (default: none).
+    #[serde(default, deserialize_with = "values::duration::deserialize_option")]
+    pub max_delay: Option<Duration>,
+}
+
+impl RetryTopicSettings {
+    /// These settings with every unset key taken from `defaults`.
+    pub fn or(&self, defaults: &RetryTopicSettings) -> RetryTopicSettings {
+        RetryTopicSettings {
+            enabled: self.enabled.or(defaults.enabled),
+            attempts: self.attempts.or(defaults.attempts),
+            delay: self.delay.or(defaults.delay),
+            multiplier: self.multiplier.or(defaults.multiplier),
+            max_delay: self.max_delay.or(defaults.max_delay),
+        }
+    }
 }
 
 /// `[kafka.listeners."<listener id>"]`: per-listener overrides.
@@ -80,6 +131,9 @@ pub struct ListenerOverrides {
     /// Overrides of `listener.error-handler.*`, key by key.
     #[serde(default)]
     pub error_handler: ErrorHandlerSettings,
+    /// Overrides of `retry.topic.*`, key by key.
+    #[serde(default)]
+    pub retry_topic: RetryTopicSettings,
 }
 
 /// `[kafka.listener.error-handler]`: retries of failing records and what happens after the last

@@ -137,11 +137,40 @@ impl DeadLetterPublisher {
         record: &ConsumerRecord,
         error: &HandlerError,
     ) -> Result<(), SendError> {
+        let headers = self.dead_letter_headers(record, error);
+        self.republish(topic, record, headers).await
+    }
+
+    /// Publishes `record`'s key and value as they were, with `headers`, to `topic`: to the same
+    /// partition number when `topic` has it (Spring's default destination), else by key.
+    pub(crate) async fn republish(
+        &self,
+        topic: &str,
+        record: &ConsumerRecord,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), SendError> {
         let partitions = self.partition_count(topic).await;
-        // Spring's default destination: the same partition when the DLT has it, else by key.
         let partition = partitions
             .filter(|count| record.partition < *count)
             .map(|_| record.partition);
+        self.template
+            .send_raw(
+                topic,
+                partition,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                headers,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The record's own headers plus Spring's `kafka_dlt-*` headers.
+    fn dead_letter_headers(
+        &self,
+        record: &ConsumerRecord,
+        error: &HandlerError,
+    ) -> Vec<(String, Vec<u8>)> {
         let mut headers: Vec<(String, Vec<u8>)> = record
             .headers
             .iter()
@@ -187,16 +216,7 @@ impl DeadLetterPublisher {
                 error.chain().as_bytes().to_vec(),
             ),
         ]);
-        self.template
-            .send_raw(
-                topic,
-                partition,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                headers,
-            )
-            .await
-            .map(|_| ())
+        headers
     }
 
     async fn partition_count(&self, topic: &str) -> Option<i32> {

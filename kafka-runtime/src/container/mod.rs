@@ -9,9 +9,11 @@
 mod consumer;
 mod error_handler;
 mod partition;
+mod retry_topics;
 mod worker;
 
 pub(crate) use error_handler::{DeadLetterPublisher, ErrorPolicy};
+pub(crate) use retry_topics::RetryTopics;
 
 pub(crate) use partition::PartitionState;
 
@@ -44,7 +46,11 @@ pub(crate) struct ListenerSpec {
     pub(crate) ack_time: Duration,
     pub(crate) poll_timeout: Duration,
     pub(crate) errors: ErrorPolicy,
-    /// Present when the recoverer publishes to dead-letter topics.
+    /// Non-blocking retries through retry topics, when enabled (then `errors` is not used).
+    pub(crate) retry_topics: Option<RetryTopics>,
+    /// The listener's own topics; `topics` adds their retry topics.
+    pub(crate) main_topics: Vec<String>,
+    /// Present when records are republished: to dead-letter or retry topics.
     pub(crate) dead_letter: Option<DeadLetterPublisher>,
 }
 

@@ -297,6 +297,8 @@ mod tests {
             ack_time: Duration::from_secs(5),
             poll_timeout: Duration::from_secs(5),
             errors: crate::container::ErrorPolicy::new(&Default::default()),
+            retry_topics: None,
+            main_topics: vec!["t".into()],
             dead_letter: None,
         });
         let (shared, commands) = ConsumerShared::new(spec, "test-0".into());

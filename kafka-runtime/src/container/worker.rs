@@ -10,7 +10,9 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::consumer::ConsumerShared;
+use super::error_handler::DeadLetterPublisher;
 use super::partition::{PartitionState, Resolution};
+use super::retry_topics::{self, RetryTopics, Stage};
 use super::ListenerSpec;
 use crate::ack::Ack;
 use crate::context::AppContext;
@@ -54,6 +56,13 @@ pub(crate) async fn run(
             continue;
         }
         let offset = job.record.offset;
+        if spec.retry_topics.is_some() {
+            if let Some(wait) = retry_topics::wait_until_due(&job.record) {
+                // Not due yet: the partition pauses and the record comes back when it is.
+                state.rewind(offset, wait);
+                continue;
+            }
+        }
         let previous = failure.take().filter(|f| f.offset == offset);
         let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
         if let Some(error) = previous.and_then(|f| f.unrecovered) {
@@ -96,6 +105,9 @@ pub(crate) async fn run(
         };
         let coordinates = Coordinates(state.topic(), state.partition(), offset);
         match resolution {
+            Resolution::Failed if spec.retry_topics.is_some() => {
+                failure = recover(&spec, &state, &record, error, attempt).await;
+            }
             Resolution::Failed if error.is_retryable() && attempt < spec.errors.max_attempts => {
                 let delay = spec.errors.delay(attempt);
                 tracing::warn!(
@@ -137,6 +149,9 @@ async fn recover(
     attempts: u32,
 ) -> Option<Failure> {
     let coordinates = Coordinates(state.topic(), state.partition(), record.offset);
+    if let (Some(retry), Some(publisher)) = (&spec.retry_topics, &spec.dead_letter) {
+        return forward(spec, retry, publisher, state, record, error, attempts).await;
+    }
     let target = spec
         .errors
         .recoverer
@@ -166,6 +181,75 @@ async fn recover(
                 "dead-letter publication failed; the record stays uncommitted and will be tried again"
             );
             state.rewind(record.offset, delay);
+            Some(Failure {
+                offset: record.offset,
+                attempts,
+                unrecovered: Some(error),
+            })
+        }
+    }
+}
+
+/// Non-blocking retries: republishes a failed record to its next retry topic (due after the
+/// delay), or after the last attempt (or at once when the error is not retryable) to
+/// `<topic>-dlt`. The source partition keeps flowing; the record is committed here once the
+/// republished copy is acknowledged.
+async fn forward(
+    spec: &ListenerSpec,
+    retry: &RetryTopics,
+    publisher: &DeadLetterPublisher,
+    state: &Arc<PartitionState>,
+    record: &ConsumerRecord,
+    error: HandlerError,
+    attempts: u32,
+) -> Option<Failure> {
+    let coordinates = Coordinates(state.topic(), state.partition(), record.offset);
+    let stage = retry
+        .stage(&record.topic, &spec.main_topics)
+        .unwrap_or_else(|| Stage {
+            main: record.topic.to_string(),
+            index: 0,
+        });
+    let next = if error.is_retryable() {
+        retry.next(&stage)
+    } else {
+        None
+    };
+    let (topic, result) = match next {
+        Some((topic, delay)) => {
+            let headers = retry_topics::retry_headers(record, stage.index + 1, delay);
+            let result = publisher.republish(&topic, record, headers).await;
+            if result.is_ok() {
+                tracing::warn!(
+                    listener = spec.id, record = %coordinates, retry_topic = %topic, ?delay, %error,
+                    "handler failed; the record will be retried from the retry topic"
+                );
+            }
+            (topic, result)
+        }
+        None => {
+            let topic = RetryTopics::dead_letter_topic(&stage.main);
+            let result = publisher.publish(&topic, record, &error).await;
+            if result.is_ok() {
+                tracing::warn!(
+                    listener = spec.id, record = %coordinates, dead_letter_topic = %topic, %error,
+                    "giving up on the record; published it to the dead-letter topic"
+                );
+            }
+            (topic, result)
+        }
+    };
+    match result {
+        Ok(()) => {
+            state.ack(record.offset);
+            None
+        }
+        Err(publish_error) => {
+            tracing::error!(
+                listener = spec.id, record = %coordinates, %topic, %publish_error, delay = ?RECOVERY_RETRY_MIN,
+                "republishing failed; the record stays uncommitted and will be tried again"
+            );
+            state.rewind(record.offset, RECOVERY_RETRY_MIN);
             Some(Failure {
                 offset: record.offset,
                 attempts,
