@@ -34,6 +34,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 pub struct KafkaApplication {
     config: Config,
+    embedded: Option<EmbeddedKafka>,
     states: States,
     only: Option<Vec<String>>,
     properties: BTreeMap<String, String>,
@@ -44,6 +45,7 @@ impl KafkaApplication {
     pub fn new(config: Config) -> Self {
         KafkaApplication {
             config,
+            embedded: None,
             states: States::default(),
             only: None,
             properties: BTreeMap::new(),
@@ -58,6 +60,13 @@ impl KafkaApplication {
     /// Loads the given TOML file (which must exist), plus environment overrides.
     pub fn from_config_file(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
         Ok(Self::new(Config::load(path)?))
+    }
+
+    /// Runs against this embedded cluster (shared with the caller, e.g. a test that produces to
+    /// it) instead of `bootstrap-servers`.
+    pub fn with_embedded(mut self, embedded: EmbeddedKafka) -> Self {
+        self.embedded = Some(embedded);
+        self
     }
 
     /// Registers a value that handlers receive through `State<T>`.
@@ -90,7 +99,9 @@ impl KafkaApplication {
         let registrations = self.select()?;
         self.check_overrides()?;
         let settings = &self.config.kafka;
-        let embedded = if self.config.uses_embedded_broker() {
+        let embedded = if let Some(embedded) = self.embedded {
+            Some(embedded)
+        } else if self.config.uses_embedded_broker() {
             let embedded = EmbeddedKafka::start()?;
             tracing::warn!(
                 bootstrap_servers = embedded.bootstrap_servers(),
@@ -112,13 +123,14 @@ impl KafkaApplication {
         if embedded.is_none() {
             check_reachable(&template, &bootstrap).await?;
         }
+        crate::admin::declare(settings, &bootstrap, embedded.as_ref(), &template).await;
         let app = AppContext::new(self.states, template.clone());
         let specs = registrations
             .iter()
             .map(|registration| resolve(registration, &self.config, &self.properties, &app))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(embedded) = &embedded {
-            create_embedded_topics(embedded, &specs)?;
+            create_embedded_topics(embedded, settings, &specs).await?;
         }
         create_dead_letter_topics(settings, &bootstrap, embedded.as_ref(), &template, &specs).await;
         let (shutdown, signal) = watch::channel(false);
@@ -313,21 +325,45 @@ fn resolve(
     }))
 }
 
-fn create_embedded_topics(
+async fn create_embedded_topics(
     embedded: &EmbeddedKafka,
+    settings: &crate::config::KafkaSettings,
     specs: &[Arc<ListenerSpec>],
 ) -> Result<(), Error> {
     let mut partitions: BTreeMap<&str, u32> = BTreeMap::new();
     for spec in specs {
-        for topic in &spec.main_topics {
+        // A declared topic was created as declared.
+        let undeclared = spec.main_topics.iter().filter(|topic| {
+            !settings
+                .topics
+                .iter()
+                .any(|declared| declared.name == **topic)
+        });
+        for topic in undeclared {
             let count = partitions.entry(topic).or_insert(EMBEDDED_PARTITIONS);
             *count = (*count).max(spec.concurrency);
         }
     }
-    for (topic, count) in partitions {
-        embedded.create_topic(topic, i32::try_from(count).unwrap_or(i32::MAX))?;
+    let topics: Vec<crate::admin::TopicSpec> = partitions
+        .into_iter()
+        .map(|(name, count)| crate::admin::TopicSpec {
+            name: name.to_owned(),
+            partitions: i32::try_from(count).unwrap_or(i32::MAX),
+            replication_factor: 1,
+            config: Vec::new(),
+        })
+        .collect();
+    let bootstrap = embedded.bootstrap_servers();
+    match crate::admin::create_missing(settings, bootstrap, Some(embedded), &topics)
+        .await
+        .into_iter()
+        .next()
+    {
+        None => Ok(()),
+        Some((topic, message)) => Err(Error::Embedded {
+            message: format!("cannot create topic `{topic}`: {message}"),
+        }),
     }
-    Ok(())
 }
 
 /// Creates the dead-letter and retry topics of listeners that publish there, with as many
@@ -353,7 +389,8 @@ async fn create_dead_letter_topics(
             }
             let mut partitions = None;
             for derived in derived {
-                if template.partition_count(&derived).await.is_some() {
+                // Asking the mock cluster about a missing topic would create it with its defaults.
+                if embedded.is_none() && template.partition_count(&derived).await.is_some() {
                     continue;
                 }
                 if partitions.is_none() {
@@ -363,7 +400,15 @@ async fn create_dead_letter_topics(
             }
         }
     }
-    let wanted: Vec<(String, i32)> = wanted.into_iter().collect();
+    let wanted: Vec<crate::admin::TopicSpec> = wanted
+        .into_iter()
+        .map(|(name, partitions)| crate::admin::TopicSpec {
+            name,
+            partitions,
+            replication_factor: 1,
+            config: Vec::new(),
+        })
+        .collect();
     for (topic, error) in crate::admin::create_missing(settings, bootstrap, embedded, &wanted).await
     {
         tracing::warn!(

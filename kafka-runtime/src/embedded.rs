@@ -5,14 +5,21 @@
 //! when it is dropped. It has no CreateTopics handler: create topics with
 //! [`create_topic`](EmbeddedKafka::create_topic).
 
+use std::sync::Arc;
+
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
 
 use crate::error::Error;
 
-/// A running mock cluster; stops when dropped.
+/// A running mock cluster; stops when the last clone is dropped.
+#[derive(Clone)]
 pub struct EmbeddedKafka {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     /// The client that owns the mock cluster (`test.mock.num.brokers`).
     owner: BaseProducer,
     bootstrap: String,
@@ -26,17 +33,19 @@ impl EmbeddedKafka {
             .create()
             .map_err(Error::kafka("cannot start the embedded Kafka cluster"))?;
         let bootstrap = mock(&owner)?.bootstrap_servers();
-        Ok(EmbeddedKafka { owner, bootstrap })
+        Ok(EmbeddedKafka {
+            inner: Arc::new(Inner { owner, bootstrap }),
+        })
     }
 
     /// The address to give clients.
     pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap
+        &self.inner.bootstrap
     }
 
     /// Creates `topic` with `partitions` partitions (replication factor 1).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
-        mock(&self.owner)?
+        mock(&self.inner.owner)?
             .create_topic(topic, partitions, 1)
             .map_err(Error::kafka(format!(
                 "cannot create topic `{topic}` on the embedded cluster"
@@ -45,7 +54,7 @@ impl EmbeddedKafka {
 
     /// The mock cluster itself, for fault injection (`request_errors`, `broker_down`, ...).
     pub fn mock_cluster(&self) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
-        mock(&self.owner)
+        mock(&self.inner.owner)
     }
 }
 
@@ -62,7 +71,7 @@ fn mock(owner: &BaseProducer) -> Result<MockCluster<'_, DefaultProducerContext>,
 impl std::fmt::Debug for EmbeddedKafka {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedKafka")
-            .field("bootstrap_servers", &self.bootstrap)
+            .field("bootstrap_servers", &self.inner.bootstrap)
             .finish()
     }
 }

@@ -41,6 +41,12 @@ pub enum Error {
         /// librdkafka's error.
         source: KafkaError,
     },
+    /// The embedded cluster could not be used.
+    #[error("embedded Kafka: {message}")]
+    Embedded {
+        /// What failed.
+        message: String,
+    },
     /// A librdkafka client failed.
     #[error("{context}: {source}")]
     Kafka {

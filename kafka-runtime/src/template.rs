@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -81,6 +82,9 @@ pub struct KafkaTemplate {
 
 struct TemplateInner {
     producer: FutureProducer,
+    /// Answers metadata questions without creating topics (a producer's metadata request lets an
+    /// auto-creating broker create the topic it asks about).
+    metadata: BaseConsumer,
     key_format: Format,
     value_format: Format,
 }
@@ -101,9 +105,14 @@ impl KafkaTemplate {
         let producer: FutureProducer = client::client_config(&props)
             .create()
             .map_err(Error::kafka("cannot create the template's producer"))?;
+        let metadata: BaseConsumer = client::client_config(&settings.admin_properties(bootstrap))
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .map_err(Error::kafka("cannot create the template's metadata client"))?;
         Ok(KafkaTemplate {
             inner: Arc::new(TemplateInner {
                 producer,
+                metadata,
                 key_format: settings.producer.key_serializer,
                 value_format: settings.producer.value_serializer,
             }),
@@ -190,11 +199,11 @@ impl KafkaTemplate {
 
     /// The number of partitions of `topic`, `None` if it does not exist or the broker does not answer.
     pub(crate) async fn partition_count(&self, topic: &str) -> Option<i32> {
-        let producer = self.inner.producer.clone();
+        let inner = Arc::clone(&self.inner);
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let metadata = producer
-                .client()
+            let metadata = inner
+                .metadata
                 .fetch_metadata(Some(&topic), Duration::from_secs(10))
                 .ok()?;
             let found = metadata.topics().iter().find(|t| t.name() == topic)?;

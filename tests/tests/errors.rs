@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{read_topic, unique, Cluster, Recorder};
 use kafka_runtime::prelude::*;
-use kafka_runtime::{KafkaApplication, RunningApplication};
+use kafka_runtime::RunningApplication;
 use rdkafka::message::{Headers as _, Message, OwnedMessage};
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,8 @@ async fn start(
     group: &str,
     seen: &Recorder<(u32, Instant)>,
 ) -> RunningApplication {
-    KafkaApplication::new(cluster.config(extra))
+    cluster
+        .application(extra)
         .with_listeners([listener])
         .with_property("topic", topic)
         .with_property("group", group)
@@ -373,7 +374,8 @@ enabled = true
 attempts = 3
 delay = "400ms"
 "#;
-    let app = KafkaApplication::new(cluster.config(extra))
+    let app = cluster
+        .application(extra)
         .with_listeners(["retry_topics"])
         .with_property("topic", &topic)
         .with_property("group", &group)

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{unique, Cluster, Recorder};
 use kafka_runtime::prelude::*;
-use kafka_runtime::{KafkaApplication, KafkaTemplate};
+use kafka_runtime::KafkaTemplate;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,7 +88,8 @@ async fn the_seeds_python_producer_feeds_our_listener_which_commits() {
     let topic = cluster.topic("seed-to-rust", 1);
     let group = unique("seed-to-rust");
     let seen = Recorder::<Seen>::default();
-    let app = KafkaApplication::new(cluster.config(""))
+    let app = cluster
+        .application("")
         .with_listeners(["seed_events"])
         .with_property("topic", &topic)
         .with_property("group", &group)

@@ -32,7 +32,7 @@ async fn start(
     group: &str,
     app: impl FnOnce(KafkaApplication) -> KafkaApplication,
 ) -> RunningApplication {
-    app(KafkaApplication::new(cluster.config(extra)))
+    app(cluster.application(extra))
         .with_listeners([listener])
         .with_property("topic", topic)
         .with_property("group", group)

@@ -58,7 +58,8 @@ async fn needs_state(State(_db): State<Database>) {}
 async fn unset_placeholder(Payload(_value): Payload<String>) {}
 
 async fn start_error(cluster: &Cluster, listener: &str) -> String {
-    let result = KafkaApplication::new(cluster.config(""))
+    let result = cluster
+        .application("")
         .with_listeners([listener])
         .start()
         .await;
@@ -116,4 +117,36 @@ async fn an_unreachable_broker_is_reported_not_hung_on() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_topics_are_created_with_their_partitions() {
+    let cluster = Cluster::start();
+    let first = common::unique("declared");
+    let second = common::unique("declared");
+    let extra = format!(
+        "[[kafka.topics]]\nname = \"{first}\"\npartitions = 4\nconfig = {{ \"retention.ms\" = 86400000 }}\n\n\
+         [[kafka.topics]]\nname = \"{second}\"\n"
+    );
+    let app = cluster
+        .application(&extra)
+        .with_listeners(["needs_state"])
+        .with_state(Database)
+        .start()
+        .await
+        .expect("application starts");
+    let partitions = |topic: &str| {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap())
+            .create()
+            .expect("client");
+        let metadata = client
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        metadata.topics().first().map(|t| t.partitions().len())
+    };
+    assert_eq!(partitions(&first), Some(4));
+    assert_eq!(partitions(&second), Some(1));
+    app.shutdown().await;
 }

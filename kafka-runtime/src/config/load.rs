@@ -416,6 +416,29 @@ fn validate(
             ));
         }
     }
+    for (index, topic) in kafka.topics.iter().enumerate() {
+        if topic.name.trim().is_empty() {
+            return Err(invalid(
+                &format!("topics[{index}].name"),
+                "expected a topic name".to_owned(),
+            ));
+        }
+        if topic.partitions < 1 {
+            return Err(invalid(
+                &format!("topics[{index}].partitions"),
+                format!("expected at least 1 partition, found {}", topic.partitions),
+            ));
+        }
+        if topic.replication_factor < 1 {
+            return Err(invalid(
+                &format!("topics[{index}].replication-factor"),
+                format!(
+                    "expected at least 1 replica, found {}",
+                    topic.replication_factor
+                ),
+            ));
+        }
+    }
     if kafka.listener.ack_time.is_zero() {
         return Err(invalid(
             "listener.ack-time",

@@ -73,6 +73,40 @@ pub struct KafkaSettings {
     /// `retry.*`: non-blocking retries (Spring Boot's `spring.kafka.retry.topic.*`).
     #[serde(default)]
     pub retry: RetrySettings,
+    /// `[[kafka.topics]]`: topics created at startup when missing (Spring's `NewTopic` beans).
+    #[serde(default)]
+    pub topics: Vec<TopicDeclaration>,
+}
+
+/// One `[[kafka.topics]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct TopicDeclaration {
+    /// The topic name.
+    pub name: String,
+    /// Partitions (default 1).
+    #[serde(default = "TopicDeclaration::default_partitions")]
+    pub partitions: i32,
+    /// Replicas per partition (default 1).
+    #[serde(default = "TopicDeclaration::default_replication_factor")]
+    pub replication_factor: i32,
+    /// Topic configuration, e.g. `retention.ms`, `cleanup.policy`.
+    #[serde(default)]
+    pub config: BTreeMap<String, values::PropertyValue>,
+    /// Whether an existing topic with fewer partitions is grown to `partitions` (default false:
+    /// it is reported at startup).
+    #[serde(default)]
+    pub grow_partitions: bool,
+}
+
+impl TopicDeclaration {
+    fn default_partitions() -> i32 {
+        1
+    }
+    fn default_replication_factor() -> i32 {
+        1
+    }
 }
 
 /// `[kafka.retry]`.

@@ -71,6 +71,16 @@ impl Cluster {
         name
     }
 
+    /// An application on this cluster (sharing the embedded one, so that it can create topics
+    /// there), with `extra` TOML merged into its configuration.
+    pub fn application(&self, extra: &str) -> kafka_runtime::KafkaApplication {
+        let app = kafka_runtime::KafkaApplication::new(self.config(extra));
+        match self {
+            Cluster::Embedded(embedded) => app.with_embedded(embedded.clone()),
+            Cluster::External(_) => app,
+        }
+    }
+
     /// Configuration pointing at this cluster, with `extra` TOML under `[kafka]` merged in.
     pub fn config(&self, extra: &str) -> Config {
         Config::from_toml_str(&format!("[kafka]\n{extra}"), "test.toml")
