@@ -122,6 +122,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         produce_sample_events(running.template(), &topic).await?;
         info!("produced the seed's sample events to the embedded Kafka");
     }
-    running.run_until_signal().await;
+    running.run_until_signal().await?;
     Ok(())
 }

@@ -161,13 +161,10 @@ impl KafkaApplication {
         })
     }
 
-    /// Starts, runs until Ctrl-C or SIGTERM, then shuts down gracefully.
+    /// Starts, runs until Ctrl-C or SIGTERM, then shuts down gracefully; an error if handlers
+    /// were still running at `shutdown-timeout` (so that the process exits non-zero).
     pub async fn run(self) -> Result<(), Error> {
-        let running = self.start().await?;
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
-        running.shutdown().await;
-        Ok(())
+        self.start().await?.run_until_signal().await
     }
 
     /// Rejects `[kafka.listeners."<id>"]` tables that name no registered listener (a typo there
@@ -318,6 +315,7 @@ fn resolve(
         ack_count: settings.listener.ack_count,
         ack_time: settings.listener.ack_time,
         poll_timeout: settings.listener.poll_timeout,
+        shutdown_timeout: settings.listener.shutdown_timeout,
         errors,
         retry_topics,
         main_topics,
@@ -465,6 +463,25 @@ async fn wait_for_signal() {
     }
 }
 
+/// How a shutdown went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    abandoned: Vec<String>,
+}
+
+impl ShutdownReport {
+    /// Whether every in-flight handler finished within `shutdown-timeout`.
+    pub fn is_clean(&self) -> bool {
+        self.abandoned.is_empty()
+    }
+
+    /// The records whose handlers were still running at the timeout, as `topic-partition@offset`;
+    /// they are uncommitted and will be delivered again.
+    pub fn abandoned(&self) -> &[String] {
+        &self.abandoned
+    }
+}
+
 /// Per consumer name, its assigned (topic, partition)s.
 pub type ConsumerAssignments = BTreeMap<String, Vec<(String, i32)>>;
 
@@ -507,19 +524,28 @@ impl RunningApplication {
             .collect()
     }
 
-    /// Runs until Ctrl-C or SIGTERM, then shuts down.
-    pub async fn run_until_signal(self) {
+    /// Runs until Ctrl-C or SIGTERM, then shuts down; an error names the records abandoned at
+    /// `shutdown-timeout`.
+    pub async fn run_until_signal(self) -> Result<(), Error> {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
-        self.shutdown().await;
+        let report = self.shutdown().await;
+        if report.is_clean() {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimedOut {
+                abandoned: report.abandoned,
+            })
+        }
     }
 
-    /// Stops fetching, lets in-flight handlers finish, commits every acknowledged offset, flushes
-    /// the template and leaves the consumer groups.
-    pub async fn shutdown(self) {
+    /// Stops fetching, lets in-flight handlers finish within `shutdown-timeout`, commits every
+    /// acknowledged offset, flushes the template and leaves the consumer groups.
+    pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.shutdown.send(true);
+        let mut abandoned = Vec::new();
         for container in self.containers {
-            container.join().await;
+            abandoned.extend(container.join().await);
         }
         let template = self.template.clone();
         let flushed = tokio::task::spawn_blocking(move || template.flush(CONNECT_TIMEOUT)).await;
@@ -529,5 +555,6 @@ impl RunningApplication {
         drop(self.template);
         drop(self.embedded);
         tracing::info!("stopped");
+        ShutdownReport { abandoned }
     }
 }

@@ -41,6 +41,13 @@ pub enum Error {
         /// librdkafka's error.
         source: KafkaError,
     },
+    /// Handlers were still running at `shutdown-timeout`; their records were abandoned
+    /// (uncommitted, so they will be delivered again).
+    #[error("shutdown timed out; abandoned records (they will be delivered again): {}", abandoned.join(", "))]
+    ShutdownTimedOut {
+        /// The records, as `topic-partition@offset`.
+        abandoned: Vec<String>,
+    },
     /// The embedded cluster could not be used.
     #[error("embedded Kafka: {message}")]
     Embedded {

@@ -54,7 +54,7 @@ mod record;
 pub mod template;
 
 pub use ack::Ack;
-pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication};
+pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication, ShutdownReport};
 pub use config::{AckMode, Config, ConfigError};
 pub use context::AppContext;
 pub use embedded::EmbeddedKafka;

@@ -822,3 +822,60 @@ async fn a_failing_manual_handler_is_retried_ten_times_then_skipped() {
     );
     app.shutdown().await;
 }
+
+// --- graceful shutdown: in-flight handlers get shutdown-timeout, then their records are abandoned --
+
+#[kafka_listener(
+    id = "slow_shutdown",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn slow_shutdown(
+    Payload(value): Payload<String>,
+    ack: Ack,
+    State(seen): State<Recorder<String>>,
+) {
+    seen.push(value.clone());
+    if value == "slow" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    ack.acknowledge();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_commits_what_was_acknowledged_and_reports_abandoned_records() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("shutdown", 1);
+    let group = unique("shutdown");
+    let seen = Recorder::<String>::default();
+    let extra = "[kafka.listener]\nshutdown-timeout = \"1s\"\n";
+    let app = start(&cluster, extra, "slow_shutdown", &topic, &group, |a| {
+        a.with_state(seen.clone())
+    })
+    .await;
+    app.template()
+        .send_value(&topic, "fast")
+        .await
+        .expect("delivered");
+    app.template()
+        .send_value(&topic, "slow")
+        .await
+        .expect("delivered");
+    seen.wait_for(2).await;
+    let started = Instant::now();
+    let report = app.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(!report.is_clean());
+    assert_eq!(report.abandoned(), [format!("{topic}-0@1")]);
+    assert_eq!(
+        cluster.committed(&group, &topic, 1),
+        [Some(1)],
+        "the acknowledged record is committed"
+    );
+}

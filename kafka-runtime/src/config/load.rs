@@ -81,6 +81,7 @@ const ENV_KEYS: &[&str] = &[
     "listener.ack-time",
     "listener.poll-timeout",
     "listener.max-in-flight",
+    "listener.shutdown-timeout",
     "retry.topic.enabled",
     "retry.topic.attempts",
     "retry.topic.delay",

@@ -352,6 +352,13 @@ pub struct ListenerSettings {
     /// partition is paused (default 1000). Not a Spring key: Spring's listeners run on the poll thread.
     #[serde(default = "ListenerSettings::default_max_in_flight")]
     pub max_in_flight: u32,
+    /// `shutdown-timeout`: how long in-flight handlers may run on at shutdown before their
+    /// records are abandoned (uncommitted, delivered again later) (default 10s, Spring's).
+    #[serde(
+        default = "ListenerSettings::default_shutdown_timeout",
+        with = "values::duration"
+    )]
+    pub shutdown_timeout: Duration,
     /// `error-handler.*`: retries and recovery of failing records.
     #[serde(default)]
     pub error_handler: ErrorHandlerSettings,
@@ -373,6 +380,9 @@ impl ListenerSettings {
     fn default_max_in_flight() -> u32 {
         1000
     }
+    fn default_shutdown_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 impl Default for ListenerSettings {
@@ -384,6 +394,7 @@ impl Default for ListenerSettings {
             ack_time: Self::default_ack_time(),
             poll_timeout: Self::default_poll_timeout(),
             max_in_flight: Self::default_max_in_flight(),
+            shutdown_timeout: Self::default_shutdown_timeout(),
             error_handler: ErrorHandlerSettings::default(),
         }
     }

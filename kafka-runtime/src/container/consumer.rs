@@ -27,8 +27,6 @@ use crate::config::AckMode;
 use crate::context::AppContext;
 use crate::record::ConsumerRecord;
 
-/// How long the final commit and the wait for in-flight handlers may take at shutdown.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts of a synchronous commit; a mock cluster answers REBALANCE_IN_PROGRESS while a group joins.
 const SYNC_COMMIT_ATTEMPTS: u32 = 3;
 
@@ -293,7 +291,7 @@ pub(crate) async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut shutdown: watch::Receiver<bool>,
     app: Arc<AppContext>,
-) {
+) -> Vec<String> {
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     let mut poll = PollLoop {
         shared: Arc::clone(&shared),
@@ -335,7 +333,7 @@ pub(crate) async fn run(
         poll.resume_drained();
     }
     drop(consumer);
-    poll.stop().await;
+    poll.stop().await
 }
 
 struct PollLoop {
@@ -549,25 +547,40 @@ impl PollLoop {
         self.shared.dirty.store(true, Ordering::Release);
     }
 
-    /// Stops fetching, lets in-flight handlers finish, commits what was acknowledged, leaves the group.
-    async fn stop(self) {
+    /// Stops fetching, lets in-flight handlers finish within `shutdown-timeout`, commits what was
+    /// acknowledged, leaves the group. Returns the records abandoned at the timeout (uncommitted,
+    /// so they will be delivered again), as `topic-partition@offset`.
+    async fn stop(self) -> Vec<String> {
         let shared = self.shared;
         shared.stopping.store(true, Ordering::Release);
-        let workers = self.workers;
+        let mut workers = self.workers;
         let closing: Vec<Slot> = std::mem::take(&mut *shared.slots());
         let states: Vec<Arc<PartitionState>> =
             closing.iter().map(|s| Arc::clone(&s.state)).collect();
         drop(closing);
-        let finished = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
-            for worker in workers {
+        let timeout = shared.spec.shutdown_timeout;
+        let finished = tokio::time::timeout(timeout, async {
+            for worker in &mut workers {
                 let _ = worker.await;
             }
         })
         .await;
+        let mut abandoned = Vec::new();
         if finished.is_err() {
-            tracing::warn!(
-                consumer = %shared.name,
-                "handlers still running after {SHUTDOWN_TIMEOUT:?}; their records stay uncommitted and will be redelivered"
+            for worker in &workers {
+                worker.abort();
+            }
+            for state in &states {
+                abandoned.extend(
+                    state
+                        .unacknowledged()
+                        .into_iter()
+                        .map(|offset| format!("{}-{}@{offset}", state.topic(), state.partition())),
+                );
+            }
+            tracing::error!(
+                consumer = %shared.name, ?abandoned,
+                "handlers still running after shutdown-timeout {timeout:?}; their records stay uncommitted and will be delivered again"
             );
         }
         let mut tpl = TopicPartitionList::new();
@@ -588,5 +601,6 @@ impl PollLoop {
             tracing::warn!(consumer = %shared.name, %error, "consumer close failed");
         }
         tracing::info!(consumer = %shared.name, "consumer stopped");
+        abandoned
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) ack_count: u32,
     pub(crate) ack_time: Duration,
     pub(crate) poll_timeout: Duration,
+    /// How long in-flight handlers may run on at shutdown.
+    pub(crate) shutdown_timeout: Duration,
     pub(crate) errors: ErrorPolicy,
     /// Non-blocking retries through retry topics, when enabled (then `errors` is not used).
     pub(crate) retry_topics: Option<RetryTopics>,
@@ -57,7 +59,7 @@ pub(crate) struct ListenerSpec {
 /// The running consumers of one listener.
 pub(crate) struct ListenerContainer {
     id: &'static str,
-    consumers: Vec<(Arc<consumer::ConsumerShared>, JoinHandle<()>)>,
+    consumers: Vec<(Arc<consumer::ConsumerShared>, JoinHandle<Vec<String>>)>,
 }
 
 impl ListenerContainer {
@@ -114,12 +116,16 @@ impl ListenerContainer {
             .collect()
     }
 
-    /// Waits until every consumer stopped (after the shutdown signal).
-    pub(crate) async fn join(self) {
+    /// Waits until every consumer stopped (after the shutdown signal); returns the records
+    /// abandoned at the shutdown timeout.
+    pub(crate) async fn join(self) -> Vec<String> {
+        let mut abandoned = Vec::new();
         for (_, consumer) in self.consumers {
-            if let Err(error) = consumer.await {
-                tracing::error!(%error, "listener consumer task failed");
+            match consumer.await {
+                Ok(records) => abandoned.extend(records),
+                Err(error) => tracing::error!(%error, "listener consumer task failed"),
             }
         }
+        abandoned
     }
 }

@@ -110,6 +110,16 @@ impl PartitionState {
         tracker.pending.len()
     }
 
+    /// Offsets handed out and not acknowledged (abandoned if the consumer stops now).
+    pub(crate) fn unacknowledged(&self) -> Vec<i64> {
+        self.lock()
+            .pending
+            .iter()
+            .filter(|entry| entry.state != EntryState::Acked)
+            .map(|entry| entry.offset)
+            .collect()
+    }
+
     /// Records handed out and not yet part of the acknowledged prefix.
     pub(crate) fn in_flight(&self) -> usize {
         self.lock().pending.len()
@@ -296,6 +306,7 @@ mod tests {
             ack_count: 1,
             ack_time: Duration::from_secs(5),
             poll_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
             errors: crate::container::ErrorPolicy::new(&Default::default()),
             retry_topics: None,
             main_topics: vec!["t".into()],
