@@ -157,34 +157,98 @@ fn insert(dict: &mut Dict, path: &str, value: Value) {
     }
 }
 
-pub(super) fn load(
-    path: Option<&Path>,
-    required: bool,
+/// Where a configuration comes from, lowest precedence first: defaults, the base file, the
+/// profile's file, the environment, the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// The base file (`application.toml`, or `.yml` / `.yaml`).
+    pub base: Option<std::path::PathBuf>,
+    /// Whether a missing base file is an error (else: defaults and environment only).
+    pub base_required: bool,
+    /// The profile: `application-<profile>.<ext>` next to the base file, layered over it.
+    pub profile: Option<String>,
+    /// `key=value` overrides from the command line, e.g. `kafka.listener.concurrency=3`.
+    pub overrides: Vec<(String, String)>,
+}
+
+const ENV: &str = "environment variable";
+const COMMAND_LINE: &str = "command line";
+
+/// One file as a provider; `None` if it is optional and missing.
+fn file(path: &Path, required: bool) -> Result<Option<Figment>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(_) => {
+            let yaml = path
+                .extension()
+                .is_some_and(|ext| ext == "yml" || ext == "yaml");
+            let figment = if yaml {
+                Figment::new().merge(figment::providers::Yaml::file_exact(path))
+            } else {
+                Figment::new().merge(Toml::file_exact(path))
+            };
+            Ok(Some(figment))
+        }
+        Err(source) if required || source.kind() != std::io::ErrorKind::NotFound => {
+            Err(ConfigError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// `application-<profile>.<ext>` next to `base`.
+fn profile_path(base: &Path, profile: &str) -> std::path::PathBuf {
+    let stem = base.file_stem().map_or_else(
+        || "application".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let ext = base
+        .extension()
+        .map_or_else(|| "toml".to_owned(), |e| e.to_string_lossy().into_owned());
+    base.with_file_name(format!("{stem}-{profile}.{ext}"))
+}
+
+/// Command-line `key=value` overrides as a figment provider.
+struct CommandLine(Vec<(String, String)>);
+
+impl Provider for CommandLine {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(COMMAND_LINE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (key, text) in &self.0 {
+            let value: Value = text.parse().unwrap_or_else(|_| Value::from(text.clone()));
+            insert(&mut root, key, value);
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+pub(super) fn load_layers(
+    layers: &Layers,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
     let mut figment = Figment::new();
-    let mut file_name = None;
-    if let Some(path) = path {
-        match std::fs::metadata(path) {
-            Ok(_) => {
-                // Read once ourselves so that an unreadable file is reported as such, not as empty.
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                figment = figment.merge(Toml::file_exact(path));
-                file_name = Some(path.display().to_string());
-            }
-            Err(source) if required || source.kind() != std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::Unreadable {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
-            Err(_) => {}
+    let base = layers
+        .base
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("application.toml"));
+    if layers.base.is_some() {
+        if let Some(provider) = file(&base, layers.base_required)? {
+            figment = figment.merge(provider);
         }
     }
-    with_env(figment, file_name, vars)
+    if let Some(profile) = &layers.profile {
+        if let Some(provider) = file(&profile_path(&base, profile), true)? {
+            figment = figment.merge(provider);
+        }
+    }
+    let source = layers.base.as_ref().map(|b| b.display().to_string());
+    with_env(figment, source, vars, &layers.overrides)
 }
 
 pub(super) fn load_text(
@@ -192,18 +256,16 @@ pub(super) fn load_text(
     name: &str,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    with_env(
-        Figment::new().merge(Toml::string(text)),
-        Some(name.to_owned()),
-        vars,
-    )
+    let figment = Figment::new().merge(Toml::string(text));
+    with_env(figment, Some(name.to_owned()), vars, &[])
 }
 
-/// Merges environment overrides over `figment` (from `file_name`) and extracts the config.
+/// Merges environment and command-line overrides over `figment` and extracts the config.
 fn with_env(
     figment: Figment,
-    file_name: Option<String>,
+    fallback: Option<String>,
     vars: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(String, String)],
 ) -> Result<Config, ConfigError> {
     let env = EnvOverrides::new(tree_of(&figment), vars);
     let env_names: Vec<(String, String)> = env
@@ -211,17 +273,95 @@ fn with_env(
         .iter()
         .map(|(var, path, _)| (var.clone(), path.clone()))
         .collect();
-    let figment = figment.merge(env);
-    let source_of = |key: &str| -> String {
-        if let Some((var, _)) = env_names
-            .iter()
-            .find(|(_, path)| key.starts_with(path.as_str()))
-        {
-            return format!("environment variable {var}");
-        }
-        file_name.clone().unwrap_or_else(|| "defaults".to_owned())
+    let figment = figment.merge(env).merge(CommandLine(overrides.to_vec()));
+    let describe = Describe {
+        figment: figment.clone(),
+        env_names,
+        fallback: fallback.clone().unwrap_or_else(|| "defaults".to_owned()),
     };
-    extract(figment, &source_of, file_name.clone())
+    let mut config = extract(
+        figment.clone(),
+        &|key: &str| describe.source_of(key),
+        fallback,
+    )?;
+    config.layers = Some(describe);
+    Ok(config)
+}
+
+/// Names where each key's value came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Describe {
+    figment: Figment,
+    env_names: Vec<(String, String)>,
+    fallback: String,
+}
+
+impl Describe {
+    pub(crate) fn source_of(&self, key: &str) -> String {
+        let metadata = (!key.is_empty())
+            .then(|| self.figment.find_metadata(key))
+            .flatten();
+        let Some(metadata) = metadata else {
+            return self.fallback.clone();
+        };
+        if metadata.name == ENV {
+            if let Some((var, _)) = self
+                .env_names
+                .iter()
+                .find(|(_, path)| key.starts_with(path.as_str()))
+            {
+                return format!("environment variable {var}");
+            }
+        }
+        if metadata.name == COMMAND_LINE {
+            return format!("command line ({key})");
+        }
+        match &metadata.source {
+            Some(figment::Source::File(path)) => path.display().to_string(),
+            _ => metadata.name.to_string(),
+        }
+    }
+
+    /// Every key with a value, with its value (secrets redacted) and its source.
+    pub(crate) fn effective(&self) -> Vec<(String, String, String)> {
+        let mut leaves = Vec::new();
+        if let Ok(Value::Dict(_, root)) = self.figment.find_value("") {
+            flatten("", &root, &mut leaves);
+        }
+        leaves
+            .into_iter()
+            .map(|(key, value)| {
+                let shown = if is_secret(&key) {
+                    "\"<redacted>\"".to_owned()
+                } else {
+                    value
+                };
+                let source = self.source_of(&key);
+                (key, shown, source)
+            })
+            .collect()
+    }
+}
+
+fn flatten(prefix: &str, dict: &Dict, out: &mut Vec<(String, String)>) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Dict(_, inner) => flatten(&path, inner, out),
+            Value::String(_, text) => out.push((path, format!("{text:?}"))),
+            other => out.push((path, serde_json::to_string(other).unwrap_or_default())),
+        }
+    }
+}
+
+/// Keys whose values never appear in logs, `--print-config` or errors.
+pub(crate) fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key.ends_with("sasl.jaas.config")
 }
 
 pub(super) fn from_str(text: &str, source: &str) -> Result<Config, ConfigError> {
@@ -262,7 +402,11 @@ fn extract(
         (None, None) => KafkaSettings::default(),
     };
     validate(&kafka, tree, source_of)?;
-    Ok(Config { kafka, source })
+    Ok(Config {
+        kafka,
+        source,
+        layers: None,
+    })
 }
 
 fn from_figment(error: figment::Error, source_of: &dyn Fn(&str) -> String) -> ConfigError {
@@ -459,13 +603,21 @@ fn validate(
 mod tests {
     use super::*;
 
+    fn layers(path: &Path, required: bool) -> Layers {
+        Layers {
+            base: Some(path.to_owned()),
+            base_required: required,
+            ..Layers::default()
+        }
+    }
+
     fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!("kafka-runtime-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join(format!("{:x}.toml", text.len() * 31 + vars.len()));
         std::fs::write(&path, text).expect("write config");
         let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        load(Some(&path), true, vars)
+        load_layers(&layers(&path, true), vars)
     }
 
     #[test]
@@ -518,22 +670,67 @@ mod tests {
 
     #[test]
     fn missing_required_file_is_unreadable() {
-        let error = load(
-            Some(Path::new("/nonexistent/application.toml")),
-            true,
-            Vec::new(),
-        )
-        .expect_err("missing");
+        let missing = Path::new("/nonexistent/application.toml");
+        let error = load_layers(&layers(missing, true), Vec::new()).expect_err("missing");
         assert!(
             error.to_string().contains("/nonexistent/application.toml"),
             "{error}"
         );
-        let config = load(
-            Some(Path::new("/nonexistent/application.toml")),
-            false,
-            Vec::new(),
-        )
-        .expect("optional file");
+        let config = load_layers(&layers(missing, false), Vec::new()).expect("optional file");
         assert!(config.uses_embedded_broker());
+    }
+
+    #[test]
+    fn layers_apply_profile_env_and_command_line_in_order() {
+        let dir = std::env::temp_dir().join(format!("kafka-runtime-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let base = dir.join("application.yml");
+        std::fs::write(
+            &base,
+            "spring:\n  kafka:\n    client-id: base\n    consumer:\n      group-id: base\n    listener:\n      concurrency: 1\n      ack-count: 2\n    properties:\n      sasl.password: hunter2\n",
+        )
+        .expect("base");
+        std::fs::write(
+            dir.join("application-prod.yml"),
+            "spring:\n  kafka:\n    consumer:\n      group-id: prod\n    listener:\n      concurrency: 2\n",
+        )
+        .expect("profile");
+        let layers = Layers {
+            base: Some(base.clone()),
+            base_required: true,
+            profile: Some("prod".to_owned()),
+            overrides: vec![("spring.kafka.listener.ack-count".to_owned(), "5".to_owned())],
+        };
+        let vars = vec![("KAFKA_LISTENER_CONCURRENCY".to_owned(), "3".to_owned())];
+        let config = load_layers(&layers, vars).expect("valid");
+        assert_eq!(config.kafka.client_id.as_deref(), Some("base"));
+        assert_eq!(
+            config.kafka.consumer.group_id.as_deref(),
+            Some("prod"),
+            "profile over base"
+        );
+        assert_eq!(
+            config.kafka.listener.concurrency, 3,
+            "environment over profile"
+        );
+        assert_eq!(config.kafka.listener.ack_count, 5, "command line over all");
+        let effective = config.effective();
+        let find = |key: &str| effective.iter().find(|(k, _, _)| k == key).cloned();
+        let (_, group, source) = find("spring.kafka.consumer.group-id").expect("group");
+        assert_eq!(group, "\"prod\"");
+        assert!(source.ends_with("application-prod.yml"), "{source}");
+        let (_, _, source) = find("spring.kafka.listener.concurrency").expect("concurrency");
+        assert_eq!(source, "environment variable KAFKA_LISTENER_CONCURRENCY");
+        let (_, password, _) = find("spring.kafka.properties.sasl.password").expect("password");
+        assert_eq!(password, "\"<redacted>\"");
+        let missing = Layers {
+            profile: Some("nope".to_owned()),
+            ..layers
+        };
+        let error = load_layers(&missing, Vec::new()).expect_err("missing profile file");
+        assert!(
+            error.to_string().contains("application-nope.yml"),
+            "{error}"
+        );
     }
 }

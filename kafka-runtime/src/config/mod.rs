@@ -31,7 +31,7 @@ mod values;
 
 pub use client::Properties;
 pub(crate) use load::env_var_name;
-pub use load::ConfigError;
+pub use load::{ConfigError, Layers};
 pub use values::{
     AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, OffsetReset,
     RecovererKind,
@@ -407,6 +407,8 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// Where the file tree came from (for error messages); `None` when only defaults were used.
     pub source: Option<String>,
+    /// The layers it was merged from, to tell where each value came from.
+    layers: Option<load::Describe>,
 }
 
 impl Config {
@@ -414,12 +416,35 @@ impl Config {
     ///
     /// A missing file is an error; use [`Config::load_or_default`] for the optional default file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        load::load(Some(path.as_ref()), true, std::env::vars())
+        Self::load_layers(&Layers {
+            base: Some(path.as_ref().to_owned()),
+            base_required: true,
+            ..Layers::default()
+        })
     }
 
     /// Like [`Config::load`], but a missing file means "defaults plus environment".
     pub fn load_or_default(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        load::load(Some(path.as_ref()), false, std::env::vars())
+        Self::load_layers(&Layers {
+            base: Some(path.as_ref().to_owned()),
+            ..Layers::default()
+        })
+    }
+
+    /// Loads base file, profile file, environment and command-line overrides, in that order of
+    /// precedence (the last wins), and validates the result. `.yml` / `.yaml` files are read as
+    /// YAML (a Spring Boot `application.yml` with a `spring.kafka` tree loads as is).
+    pub fn load_layers(layers: &Layers) -> Result<Self, ConfigError> {
+        load::load_layers(layers, std::env::vars())
+    }
+
+    /// Every key that has a value: `(key, value, source)`, secrets shown as `"<redacted>"`.
+    /// Empty for a configuration built in code.
+    pub fn effective(&self) -> Vec<(String, String, String)> {
+        self.layers
+            .as_ref()
+            .map(load::Describe::effective)
+            .unwrap_or_default()
     }
 
     /// Parses TOML text (named `source` in errors, e.g. a file bundled with `include_str!`), then
