@@ -1,7 +1,8 @@
 //! The seed's user-events consumer as a service: a manual-ack `#[kafka_listener]` that dispatches
 //! on `event_type`, the way the seed's Java `UserEventConsumer` does.
 //!
-//! Run it with `cargo run --example user-events`. Its configuration is the seed's Spring Boot YAML
+//! Run it with `cargo run --example user-events` (`-- --help` lists the command line:
+//! `--config`, `--profile`, `--set`, `--print-config`, `--check`). Its configuration is the seed's Spring Boot YAML
 //! in TOML (`examples/user-events/application.toml`, or `application.toml` in the working
 //! directory if there is one): manual acks, concurrency 3, and the seed's `consume_with_dlq`
 //! policy — 3 retries, then `user-events.DLT`. Without `bootstrap-servers` (or
@@ -10,8 +11,8 @@
 
 use std::process::ExitCode;
 
+use kafka_runtime::cli::{serve_flags, Cli};
 use kafka_runtime::prelude::*;
-use kafka_runtime::Config;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -88,15 +89,32 @@ async fn produce_sample_events(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn")),
-        )
-        .init();
-    match run().await {
+fn main() -> ExitCode {
+    let cli = Cli::parse_args();
+    kafka_runtime::cli::init_logging();
+    let bundled = (
+        include_str!("application.toml"),
+        "examples/user-events/application.toml",
+    );
+    let config = match cli.load_config(Some(bundled)) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match serve_flags(&cli, KafkaApplication::new(config)) {
+        Ok(app) => app,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(app)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
@@ -105,16 +123,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = if std::path::Path::new("application.toml").exists() {
-        Config::load("application.toml")?
-    } else {
-        Config::load_str(
-            include_str!("application.toml"),
-            "examples/user-events/application.toml",
-        )?
-    };
-    let app = KafkaApplication::new(config);
+async fn serve(app: KafkaApplication) -> Result<(), Box<dyn std::error::Error>> {
     let embedded = app.config().uses_embedded_broker();
     let running = app.start().await?;
     if embedded {

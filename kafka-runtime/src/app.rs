@@ -88,6 +88,32 @@ impl KafkaApplication {
         self
     }
 
+    /// Validates the configuration and every listener registration as `start` would, without
+    /// connecting; returns one line per listener that would start.
+    pub fn check(self) -> Result<Vec<String>, Error> {
+        let registrations = self.select()?;
+        self.check_overrides()?;
+        let settings = &self.config.kafka;
+        // Creating a client does not connect; the template only gives the extractors' checks
+        // their application context.
+        let bootstrap = match &settings.bootstrap_servers {
+            Some(servers) if !self.config.uses_embedded_broker() => servers.joined(),
+            _ => "embedded".to_owned(),
+        };
+        let template = KafkaTemplate::new(settings, &bootstrap)?;
+        let app = AppContext::new(self.states, template);
+        registrations
+            .iter()
+            .map(|registration| {
+                let spec = resolve(registration, &self.config, &self.properties, &app)?;
+                Ok(format!(
+                    "listener {}: topics {:?}, group {}, concurrency {}, ack-mode {}",
+                    spec.id, spec.topics, spec.group, spec.concurrency, spec.ack_mode
+                ))
+            })
+            .collect()
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config

@@ -40,6 +40,7 @@
 mod ack;
 mod admin;
 mod app;
+pub mod cli;
 pub mod codec;
 pub mod config;
 mod container;
@@ -55,6 +56,7 @@ pub mod template;
 
 pub use ack::Ack;
 pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication, ShutdownReport};
+pub use cli::{run, run_with};
 pub use config::{AckMode, Config, ConfigError};
 pub use context::AppContext;
 pub use embedded::EmbeddedKafka;

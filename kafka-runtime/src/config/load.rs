@@ -314,11 +314,12 @@ impl Describe {
             }
         }
         if metadata.name == COMMAND_LINE {
-            return format!("command line ({key})");
+            return "command line --set".to_owned();
         }
         match &metadata.source {
             Some(figment::Source::File(path)) => path.display().to_string(),
-            _ => metadata.name.to_string(),
+            // Text given in code (a bundled file) goes by the name it was given.
+            _ => self.fallback.clone(),
         }
     }
 

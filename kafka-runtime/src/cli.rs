@@ -1,0 +1,149 @@
+//! The ready-made service entry point: a command line (`--config`, `--profile`, `--set`,
+//! `--print-config`, `--check`), logging, a runtime, and graceful shutdown on SIGTERM / Ctrl-C.
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     kafka_runtime::run()
+//! }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::app::KafkaApplication;
+use crate::config::{Config, ConfigError, Layers};
+
+/// The service's command line.
+#[derive(Debug, Clone, Parser)]
+#[command(about = "A Kafka consumer service built on kafka-runtime")]
+pub struct Cli {
+    /// Configuration file: TOML, or a Spring Boot application.yml / .yaml
+    /// [default: application.toml, application.yml or application.yaml, the first that exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Layer application-<NAME>.<ext> (next to the configuration file) over it
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Override one key, above every other source, e.g. --set kafka.listener.concurrency=3
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_override)]
+    pub overrides: Vec<(String, String)>,
+    /// Print the effective configuration (secrets redacted) and where each value came from, then exit
+    #[arg(long)]
+    pub print_config: bool,
+    /// Validate the configuration and the listener registrations, then exit
+    #[arg(long)]
+    pub check: bool,
+}
+
+fn parse_override(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
+        .filter(|(key, _)| !key.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, found `{text}`"))
+}
+
+impl Cli {
+    /// Parses the process's arguments (exits with usage on an error, as command lines do).
+    pub fn parse_args() -> Self {
+        Cli::parse()
+    }
+
+    /// The configuration: the file (given, or the first default that exists; else `bundled`,
+    /// a `(text, name)` the binary carries), the profile, the environment and `--set`.
+    pub fn load_config(&self, bundled: Option<(&str, &str)>) -> Result<Config, ConfigError> {
+        let found = self.config.clone().or_else(|| {
+            ["application.toml", "application.yml", "application.yaml"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|path| path.exists())
+        });
+        match (found, bundled) {
+            (None, Some((text, name))) if self.profile.is_none() && self.overrides.is_empty() => {
+                Config::load_str(text, name)
+            }
+            (found, _) => Config::load_layers(&Layers {
+                base_required: self.config.is_some(),
+                base: Some(found.unwrap_or_else(|| Path::new("application.toml").to_owned())),
+                profile: self.profile.clone(),
+                overrides: self.overrides.clone(),
+            }),
+        }
+    }
+}
+
+/// Logs to stdout through `tracing`, filtered by `RUST_LOG` (default: info, librdkafka at warn).
+/// Does nothing if the program set up its own subscriber.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// Runs the service: every `#[kafka_listener]` in the binary, configured by the command line,
+/// files and environment, until SIGTERM / Ctrl-C.
+pub fn run() -> ExitCode {
+    run_with(|app| app)
+}
+
+/// [`run`], with a chance to register state (`with_state`) or properties on the application.
+pub fn run_with(customize: impl FnOnce(KafkaApplication) -> KafkaApplication) -> ExitCode {
+    let cli = Cli::parse_args();
+    init_logging();
+    let config = match cli.load_config(None) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match serve_flags(&cli, customize(KafkaApplication::new(config))) {
+        Ok(app) => app,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `--print-config` and `--check` (`Err` with the exit code); `Ok` gives the application
+/// back when the service should run.
+pub fn serve_flags(cli: &Cli, app: KafkaApplication) -> Result<KafkaApplication, ExitCode> {
+    if cli.print_config {
+        for (key, value, source) in app.config().effective() {
+            println!("{key} = {value}    # {source}");
+        }
+        return Err(ExitCode::SUCCESS);
+    }
+    if !cli.check {
+        return Ok(app);
+    }
+    Err(match app.check() {
+        Ok(listeners) => {
+            for line in listeners {
+                println!("{line}");
+            }
+            println!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    })
+}

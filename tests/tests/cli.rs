@@ -1,0 +1,163 @@
+//! The service's command line, run as a user runs it: the `user-events` example binary with
+//! `--check`, `--print-config`, `--profile`, `--set` and environment overrides.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("examples/user-events");
+    assert!(
+        binary.exists(),
+        "{} is missing: cargo build --examples",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs the example in a fresh directory holding `files`.
+fn run(files: &[(&str, &str)], env: &[(&str, &str)], args: &[&str]) -> (PathBuf, Output) {
+    let dir = std::env::temp_dir().join(common::unique("cli"));
+    std::fs::create_dir_all(&dir).expect("work dir");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("config file");
+    }
+    let mut command = Command::new(example_binary());
+    command
+        .current_dir(&dir)
+        .args(args)
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .env("NO_COLOR", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("example runs");
+    (dir, output)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_the_bundled_seed_configuration() {
+    let (_, output) = run(&[], &[], &["--check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "listener user_events::handle_user_event: topics [\"user-events\"], group my-consumer-group, \
+         concurrency 3, ack-mode manual\nconfiguration OK\n"
+    );
+}
+
+#[test]
+fn check_names_the_file_the_key_and_what_was_expected() {
+    let (dir, output) = run(
+        &[(
+            "application.toml",
+            "[kafka.listener]\nconcurrency = \"three\"\n",
+        )],
+        &[],
+        &["--check"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let path = dir.join("application.toml");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {}: key `kafka.listener.concurrency`: invalid type: found string \"three\", expected u32\n",
+            Path::new("application.toml").display()
+        ),
+        "in {}",
+        path.display()
+    );
+}
+
+#[test]
+fn check_rejects_a_listener_override_for_no_listener() {
+    let (_, output) = run(
+        &[(
+            "application.toml",
+            "[kafka.listeners.no_such.error-handler]\nmax-attempts = 3\n",
+        )],
+        &[],
+        &["--check"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("[kafka.listeners.\"no_such\"] names no listener"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("user_events::handle_user_event"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn profile_environment_and_command_line_apply_in_order_with_their_sources() {
+    let base = "[kafka]\nclient-id = \"base\"\n[kafka.consumer]\ngroup-id = \"base\"\n\
+                [kafka.listener]\nconcurrency = 1\nack-count = 2\n";
+    let prod = "[kafka.consumer]\ngroup-id = \"prod\"\n[kafka.listener]\nconcurrency = 2\n";
+    let (_, output) = run(
+        &[("application.toml", base), ("application-prod.toml", prod)],
+        &[("KAFKA_LISTENER_CONCURRENCY", "3")],
+        &[
+            "--profile",
+            "prod",
+            "--set",
+            "kafka.listener.ack-count=5",
+            "--print-config",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+            .to_owned()
+    };
+    assert_eq!(
+        line("kafka.client-id"),
+        "kafka.client-id = \"base\"    # application.toml"
+    );
+    assert_eq!(
+        line("kafka.consumer.group-id"),
+        "kafka.consumer.group-id = \"prod\"    # application-prod.toml"
+    );
+    assert_eq!(
+        line("kafka.listener.concurrency"),
+        "kafka.listener.concurrency = 3    # environment variable KAFKA_LISTENER_CONCURRENCY"
+    );
+    assert_eq!(
+        line("kafka.listener.ack-count"),
+        "kafka.listener.ack-count = 5    # command line --set"
+    );
+}
+
+#[test]
+fn print_config_never_shows_a_secret() {
+    let config =
+        "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"app\"\n";
+    let (_, output) = run(&[("application.toml", config)], &[], &["--print-config"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("kafka.properties.sasl.password = \"<redacted>\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kafka.properties.sasl.username = \"app\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2") && !text(&output.stderr).contains("hunter2"));
+}
