@@ -342,6 +342,7 @@ fn resolve(
         ack_time: settings.listener.ack_time,
         poll_timeout: settings.listener.poll_timeout,
         shutdown_timeout: settings.listener.shutdown_timeout,
+        correlation_header: settings.listener.correlation_header.clone(),
         errors,
         retry_topics,
         main_topics,

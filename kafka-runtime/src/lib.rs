@@ -51,6 +51,7 @@ pub mod extract;
 mod listener;
 mod log;
 mod placeholder;
+mod propagation;
 mod record;
 pub mod template;
 

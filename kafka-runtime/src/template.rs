@@ -301,7 +301,8 @@ struct Encoded {
 }
 
 impl Encoded {
-    async fn deliver(self) -> Result<SendResult, SendError> {
+    async fn deliver(mut self) -> Result<SendResult, SendError> {
+        crate::propagation::add_inherited(&mut self.headers);
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
         if let Some(value) = &self.value {
             record = record.payload(&value[..]);

@@ -879,3 +879,91 @@ async fn shutdown_commits_what_was_acknowledged_and_reports_abandoned_records() 
         "the acknowledged record is committed"
     );
 }
+
+// --- the correlation id and trace context follow a record into what its handler sends ----------
+
+#[derive(Clone)]
+struct Relay(String);
+
+#[kafka_listener(
+    id = "relays",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "record",
+    auto_startup = false
+)]
+async fn relays(
+    Payload(value): Payload<String>,
+    template: KafkaTemplate,
+    State(Relay(out)): State<Relay>,
+) -> Result<(), HandlerError> {
+    template
+        .send(&out, "k", &format!("relayed {value}"))
+        .await?;
+    template
+        .record(&out)
+        .header("correlation_id", "explicit")
+        .send("explicit")
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_id_and_traceparent_follow_the_record_into_what_the_handler_sends() {
+    use rdkafka::message::{Headers as _, Message};
+    let cluster = Cluster::start();
+    let topic = cluster.topic("relay-in", 1);
+    let out = cluster.topic("relay-out", 1);
+    let group = unique("relay");
+    let app = start(&cluster, "", "relays", &topic, &group, |a| {
+        a.with_state(Relay(out.clone()))
+    })
+    .await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    app.template()
+        .record(&topic)
+        .header("correlation_id", "abc-123")
+        .header("traceparent", traceparent)
+        .header("unrelated", "x")
+        .send("in")
+        .await
+        .expect("delivered");
+    let relayed = common::read_topic(cluster.bootstrap(), &out, 2);
+    assert_eq!(relayed.len(), 2);
+    let headers = |message: &rdkafka::message::OwnedMessage| -> Vec<(String, String)> {
+        message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        relayed[0].payload(),
+        Some(&b"relayed in"[..]),
+        "a String is sent raw"
+    );
+    assert_eq!(
+        headers(&relayed[0]),
+        vec![
+            ("correlation_id".to_owned(), "abc-123".to_owned()),
+            ("traceparent".to_owned(), traceparent.to_owned())
+        ]
+    );
+    assert_eq!(
+        headers(&relayed[1]),
+        vec![
+            ("correlation_id".to_owned(), "explicit".to_owned()),
+            ("traceparent".to_owned(), traceparent.to_owned())
+        ],
+        "an explicit header wins"
+    );
+    app.shutdown().await;
+}

@@ -82,6 +82,7 @@ const ENV_KEYS: &[&str] = &[
     "listener.poll-timeout",
     "listener.max-in-flight",
     "listener.shutdown-timeout",
+    "listener.correlation-header",
     "retry.topic.enabled",
     "retry.topic.attempts",
     "retry.topic.delay",

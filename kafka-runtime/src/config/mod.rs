@@ -359,6 +359,10 @@ pub struct ListenerSettings {
         with = "values::duration"
     )]
     pub shutdown_timeout: Duration,
+    /// `correlation-header`: the header recorded on each record's tracing span and copied onto
+    /// the records its handler sends through the template (default `correlation_id`, the seed's).
+    #[serde(default = "ListenerSettings::default_correlation_header")]
+    pub correlation_header: String,
     /// `error-handler.*`: retries and recovery of failing records.
     #[serde(default)]
     pub error_handler: ErrorHandlerSettings,
@@ -383,6 +387,9 @@ impl ListenerSettings {
     fn default_shutdown_timeout() -> Duration {
         Duration::from_secs(10)
     }
+    fn default_correlation_header() -> String {
+        "correlation_id".to_owned()
+    }
 }
 
 impl Default for ListenerSettings {
@@ -395,6 +402,7 @@ impl Default for ListenerSettings {
             poll_timeout: Self::default_poll_timeout(),
             max_in_flight: Self::default_max_in_flight(),
             shutdown_timeout: Self::default_shutdown_timeout(),
+            correlation_header: Self::default_correlation_header(),
             error_handler: ErrorHandlerSettings::default(),
         }
     }

@@ -27,6 +27,8 @@ use crate::config::AckMode;
 use crate::context::AppContext;
 use crate::record::ConsumerRecord;
 
+/// How long the final commit and the close may take at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts of a synchronous commit; a mock cluster answers REBALANCE_IN_PROGRESS while a group joins.
 const SYNC_COMMIT_ATTEMPTS: u32 = 3;
 
@@ -284,6 +286,32 @@ fn names(tpl: &TopicPartitionList) -> String {
     names.join(", ")
 }
 
+/// The poll loop's consumer. Closing a consumer blocks until it left its group; when the loop is
+/// dropped without `stop` (its runtime shutting down, a panic), the close happens on a thread of
+/// its own, so that it never blocks or deadlocks an async thread.
+struct ConsumerHandle(Option<Arc<ListenerConsumer>>);
+
+impl ConsumerHandle {
+    fn take(&mut self) -> Option<Arc<ListenerConsumer>> {
+        self.0.take()
+    }
+
+    /// The consumer; `None` only once `stop` took it.
+    fn get(&self) -> Option<&ListenerConsumer> {
+        self.0.as_deref()
+    }
+}
+
+impl Drop for ConsumerHandle {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("kafka-consumer-close".to_owned())
+                .spawn(move || drop(consumer));
+        }
+    }
+}
+
 /// Runs one consumer until `shutdown` turns true.
 pub(crate) async fn run(
     shared: Arc<ConsumerShared>,
@@ -295,14 +323,18 @@ pub(crate) async fn run(
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     let mut poll = PollLoop {
         shared: Arc::clone(&shared),
-        consumer,
+        // Moved in, so that an unexpected drop of this future closes the consumer off-thread.
+        consumer: ConsumerHandle(Some(consumer)),
         app,
         workers: Vec::new(),
         batch: 0,
         last_commit: Instant::now(),
     };
     let spec = Arc::clone(&shared.spec);
-    let consumer = Arc::clone(&poll.consumer);
+    // Declared after `poll`, so dropped before it: the handle holds the last reference.
+    let Some(consumer) = poll.consumer.0.clone() else {
+        return Vec::new();
+    };
     let mut tick = tokio::time::interval(spec.ack_time.min(spec.poll_timeout));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -338,7 +370,7 @@ pub(crate) async fn run(
 
 struct PollLoop {
     shared: Arc<ConsumerShared>,
-    consumer: Arc<ListenerConsumer>,
+    consumer: ConsumerHandle,
     app: Arc<AppContext>,
     workers: Vec<JoinHandle<()>>,
     batch: u32,
@@ -404,10 +436,13 @@ impl PollLoop {
     fn pause(&self, state: &PartitionState, pause: bool) {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(state.topic(), state.partition());
+        let Some(consumer) = self.consumer.get() else {
+            return;
+        };
         let result = if pause {
-            self.consumer.pause(&tpl)
+            consumer.pause(&tpl)
         } else {
-            self.consumer.resume(&tpl)
+            consumer.resume(&tpl)
         };
         if let Err(error) = result {
             tracing::warn!(
@@ -480,7 +515,10 @@ impl PollLoop {
             return;
         };
         // Timeout zero: an asynchronous seek; librdkafka discards records fetched before it.
-        if let Err(error) = self.consumer.seek(
+        let Some(consumer) = self.consumer.get() else {
+            return;
+        };
+        if let Err(error) = consumer.seek(
             partition.topic(),
             partition.partition(),
             Offset::Offset(offset),
@@ -526,7 +564,10 @@ impl PollLoop {
         if tpl.count() == 0 {
             return;
         }
-        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+        let Some(consumer) = self.consumer.get() else {
+            return;
+        };
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(consumer = %shared.name, %error, "commit failed; it will be retried");
             self.retry_later(&tpl);
         }
@@ -550,10 +591,10 @@ impl PollLoop {
     /// Stops fetching, lets in-flight handlers finish within `shutdown-timeout`, commits what was
     /// acknowledged, leaves the group. Returns the records abandoned at the timeout (uncommitted,
     /// so they will be delivered again), as `topic-partition@offset`.
-    async fn stop(self) -> Vec<String> {
-        let shared = self.shared;
+    async fn stop(mut self) -> Vec<String> {
+        let shared = Arc::clone(&self.shared);
         shared.stopping.store(true, Ordering::Release);
-        let mut workers = self.workers;
+        let mut workers = std::mem::take(&mut self.workers);
         let closing: Vec<Slot> = std::mem::take(&mut *shared.slots());
         let states: Vec<Arc<PartitionState>> =
             closing.iter().map(|s| Arc::clone(&s.state)).collect();
@@ -589,18 +630,36 @@ impl PollLoop {
                 add(&mut tpl, state.topic(), state.partition(), offset);
             }
         }
-        let consumer = self.consumer;
+        let consumer = self.consumer.take();
         let name = shared.name.clone();
-        // Closing a consumer blocks (final commit, leaving the group): keep it off the async threads.
-        let closed = tokio::task::spawn_blocking(move || {
-            commit_sync(consumer.as_ref(), &tpl, &name);
-            drop(consumer);
-        })
-        .await;
-        if let Err(error) = closed {
-            tracing::warn!(consumer = %shared.name, %error, "consumer close failed");
+        // The final commit and the close (leaving the group) block, without a timeout of their
+        // own when the broker is gone: run them on a thread of their own, and wait a bounded time
+        // so that a dead broker is reported, not hung on (nor is the runtime's shutdown).
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-consumer-close".to_owned())
+            .spawn(move || {
+                if let Some(consumer) = consumer {
+                    commit_sync(consumer.as_ref(), &tpl, &name);
+                }
+                let _ = done.send(());
+            });
+        let closed = match spawned {
+            Ok(_) => tokio::time::timeout(CLOSE_TIMEOUT, finished).await.is_ok(),
+            Err(error) => {
+                tracing::warn!(consumer = %shared.name, %error, "cannot start the closing thread");
+                false
+            }
+        };
+        if closed {
+            tracing::info!(consumer = %shared.name, "consumer stopped");
+        } else {
+            tracing::error!(
+                consumer = %shared.name,
+                "final commit and close did not finish within {CLOSE_TIMEOUT:?} (is the broker reachable?); \
+                 records acknowledged since the last commit will be delivered again"
+            );
         }
-        tracing::info!(consumer = %shared.name, "consumer stopped");
         abandoned
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) ack_count: u32,
     pub(crate) ack_time: Duration,
     pub(crate) poll_timeout: Duration,
+    /// The header whose value follows a record into what its handler produces.
+    pub(crate) correlation_header: String,
     /// How long in-flight handlers may run on at shutdown.
     pub(crate) shutdown_timeout: Duration,
     pub(crate) errors: ErrorPolicy,

@@ -307,6 +307,7 @@ mod tests {
             ack_time: Duration::from_secs(5),
             poll_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
+            correlation_header: "correlation_id".into(),
             errors: crate::container::ErrorPolicy::new(&Default::default()),
             retry_topics: None,
             main_topics: vec!["t".into()],

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::consumer::ConsumerShared;
 use super::error_handler::DeadLetterPublisher;
@@ -18,6 +19,7 @@ use crate::ack::Ack;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::listener::{HandlerError, Invocation};
+use crate::propagation;
 use crate::record::{ConsumerRecord, Coordinates};
 
 /// The shortest wait before a failed dead-letter publication is tried again, so that a broker
@@ -70,6 +72,23 @@ pub(crate) async fn run(
             continue;
         }
 
+        let span = tracing::info_span!(
+            "record",
+            listener = spec.id,
+            topic = %state.topic(),
+            partition = state.partition(),
+            offset,
+            key = job.record.key.as_deref().map(Lossy).map(tracing::field::display),
+            attempt,
+            correlation_id = tracing::field::Empty,
+        );
+        let inherited = propagation::inherited(&job.record, &spec.correlation_header);
+        if let Some((_, id)) = inherited
+            .iter()
+            .find(|(key, _)| *key == spec.correlation_header)
+        {
+            span.record("correlation_id", tracing::field::display(Lossy(id)));
+        }
         let ack = manual.then(|| Ack::new(Arc::clone(&state), offset));
         let mut ctx = RecordContext::new(job.record, ack, Arc::clone(&app), spec.formats, attempt);
         // Extractors are user code too: a panic there is a failed delivery, not a dead worker.
@@ -89,7 +108,12 @@ pub(crate) async fn run(
                 .await;
                 continue;
             }
-            Ok(Invocation::Run(future)) => match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(Invocation::Run(future)) => match propagation::scope(
+                inherited,
+                AssertUnwindSafe(future).catch_unwind().instrument(span),
+            )
+            .await
+            {
                 Ok(result) => result,
                 Err(panic) => Err(HandlerError::panic(panic.as_ref())),
             },
@@ -256,5 +280,14 @@ async fn forward(
                 unrecovered: Some(error),
             })
         }
+    }
+}
+
+/// Bytes shown as text (invalid UTF-8 replaced) only when a log line is written.
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
     }
 }
