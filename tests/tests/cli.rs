@@ -6,21 +6,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("examples/user-events");
-    assert!(
-        binary.exists(),
-        "{} is missing: cargo build --examples",
-        binary.display()
-    );
-    binary
-}
-
 /// Runs the example in a fresh directory holding `files`.
 fn run(files: &[(&str, &str)], env: &[(&str, &str)], args: &[&str]) -> (PathBuf, Output) {
     let dir = std::env::temp_dir().join(common::unique("cli"));
@@ -28,7 +13,7 @@ fn run(files: &[(&str, &str)], env: &[(&str, &str)], args: &[&str]) -> (PathBuf,
     for (name, text) in files {
         std::fs::write(dir.join(name), text).expect("config file");
     }
-    let mut command = Command::new(example_binary());
+    let mut command = Command::new(common::example_binary());
     command
         .current_dir(&dir)
         .args(args)

@@ -2,31 +2,16 @@
 //! Kafka, handles the seed's sample events, retries a bad one 3 times and dead-letters it, and
 //! exits 0 on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/examples/user-events`, built by `cargo build --examples` (scripts/test.sh).
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    profile_dir.join("examples").join("user-events")
-}
-
 #[test]
 fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
-    let binary = example_binary();
-    if !binary.exists() {
-        panic!(
-            "{} is missing: build it first: cargo build --examples",
-            binary.display()
-        );
-    }
+    let binary = common::example_binary();
     let workdir = std::env::temp_dir().join(format!("user-events-example-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).expect("work dir");
     let mut child = Command::new(&binary)

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,14 +16,6 @@ use kafka_runtime::KafkaTemplate;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("examples/user-events")
-}
-
 /// One running service process and the log lines it printed.
 struct Service {
     child: Child,
@@ -32,13 +24,7 @@ struct Service {
 
 impl Service {
     fn spawn(workdir: &Path, bootstrap: &str, topic: &str, group: &str) -> Service {
-        let binary = example_binary();
-        assert!(
-            binary.exists(),
-            "{} is missing: cargo build --examples",
-            binary.display()
-        );
-        let mut child = Command::new(binary)
+        let mut child = Command::new(common::example_binary())
             .current_dir(workdir)
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
             .env("USER_EVENTS_TOPIC", topic)

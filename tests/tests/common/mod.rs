@@ -194,6 +194,22 @@ pub fn read_topic(
     records
 }
 
+/// `target/<profile>/examples/user-events`, which `scripts/test.sh` builds before the tests.
+pub fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps")
+        .join("examples/user-events");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first with cargo build --examples",
+        binary.display()
+    );
+    binary
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
