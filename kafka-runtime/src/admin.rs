@@ -23,6 +23,18 @@ pub(crate) struct TopicSpec {
     pub(crate) config: Vec<(String, String)>,
 }
 
+impl TopicSpec {
+    /// A topic with one replica and the broker's default configuration.
+    pub(crate) fn plain(name: String, partitions: i32) -> Self {
+        TopicSpec {
+            name,
+            partitions,
+            replication_factor: 1,
+            config: Vec::new(),
+        }
+    }
+}
+
 impl From<&TopicDeclaration> for TopicSpec {
     fn from(declared: &TopicDeclaration) -> Self {
         TopicSpec {

@@ -371,11 +371,11 @@ async fn create_embedded_topics(
     }
     let topics: Vec<crate::admin::TopicSpec> = partitions
         .into_iter()
-        .map(|(name, count)| crate::admin::TopicSpec {
-            name: name.to_owned(),
-            partitions: i32::try_from(count).unwrap_or(i32::MAX),
-            replication_factor: 1,
-            config: Vec::new(),
+        .map(|(name, count)| {
+            crate::admin::TopicSpec::plain(
+                name.to_owned(),
+                i32::try_from(count).unwrap_or(i32::MAX),
+            )
         })
         .collect();
     let bootstrap = embedded.bootstrap_servers();
@@ -427,12 +427,7 @@ async fn create_dead_letter_topics(
     }
     let wanted: Vec<crate::admin::TopicSpec> = wanted
         .into_iter()
-        .map(|(name, partitions)| crate::admin::TopicSpec {
-            name,
-            partitions,
-            replication_factor: 1,
-            config: Vec::new(),
-        })
+        .map(|(name, partitions)| crate::admin::TopicSpec::plain(name, partitions))
         .collect();
     for (topic, error) in crate::admin::create_missing(settings, bootstrap, embedded, &wanted).await
     {
