@@ -15,6 +15,8 @@ use crate::context::{AppContext, States};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
 use crate::listener::ListenerRegistration;
+use crate::management::health::Health;
+use crate::management::Management;
 use crate::placeholder;
 use crate::template::KafkaTemplate;
 
@@ -159,6 +161,17 @@ impl KafkaApplication {
             create_embedded_topics(embedded, settings, &specs).await?;
         }
         create_dead_letter_topics(settings, &bootstrap, embedded.as_ref(), &template, &specs).await;
+        let management_settings = &self.config.management;
+        let health = Health::new(management_settings);
+        let management = match management_settings.port {
+            Some(port) => {
+                Some(Management::start(management_settings, port, Arc::clone(&health)).await?)
+            }
+            None => None,
+        };
+        let statistics = management
+            .as_ref()
+            .map(|_| management_settings.statistics_interval);
         let (shutdown, signal) = watch::channel(false);
         let mut containers = Vec::new();
         for spec in &specs {
@@ -176,6 +189,8 @@ impl KafkaApplication {
                 &bootstrap,
                 &app,
                 &signal,
+                &health,
+                statistics,
             )?);
         }
         Ok(RunningApplication {
@@ -184,6 +199,8 @@ impl KafkaApplication {
             embedded,
             shutdown,
             containers,
+            health,
+            management,
         })
     }
 
@@ -514,6 +531,8 @@ pub struct RunningApplication {
     embedded: Option<EmbeddedKafka>,
     shutdown: watch::Sender<bool>,
     containers: Vec<ListenerContainer>,
+    health: Arc<Health>,
+    management: Option<Management>,
 }
 
 impl RunningApplication {
@@ -546,6 +565,11 @@ impl RunningApplication {
             .collect()
     }
 
+    /// Where the management endpoint (`/health`, `/metrics`) listens, when `management.port` is set.
+    pub fn management_address(&self) -> Option<std::net::SocketAddr> {
+        self.management.as_ref().map(Management::address)
+    }
+
     /// Runs until Ctrl-C or SIGTERM, then shuts down; an error names the records abandoned at
     /// `shutdown-timeout`.
     pub async fn run_until_signal(self) -> Result<(), Error> {
@@ -564,6 +588,7 @@ impl RunningApplication {
     /// Stops fetching, lets in-flight handlers finish within `shutdown-timeout`, commits every
     /// acknowledged offset, flushes the template and leaves the consumer groups.
     pub async fn shutdown(self) -> ShutdownReport {
+        self.health.stopping();
         let _ = self.shutdown.send(true);
         let mut abandoned = Vec::new();
         for container in self.containers {
@@ -575,6 +600,7 @@ impl RunningApplication {
             tracing::warn!(%error, "producer flush at shutdown failed; unsent records were lost");
         }
         drop(self.template);
+        drop(self.management);
         drop(self.embedded);
         tracing::info!("stopped");
         ShutdownReport { abandoned }

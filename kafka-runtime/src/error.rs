@@ -54,6 +54,14 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// The management endpoint (`management.port`) could not listen.
+    #[error("management endpoint: cannot listen on {address} (management.address, management.port): {source}")]
+    Management {
+        /// The address tried.
+        address: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// A librdkafka client failed.
     #[error("{context}: {source}")]
     Kafka {

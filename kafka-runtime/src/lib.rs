@@ -50,6 +50,7 @@ mod error;
 pub mod extract;
 mod listener;
 mod log;
+mod management;
 mod placeholder;
 mod propagation;
 mod record;

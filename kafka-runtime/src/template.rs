@@ -328,7 +328,10 @@ impl Encoded {
         if let Some(timestamp) = self.timestamp {
             record = record.timestamp(timestamp);
         }
-        match self.template.producer.send(record, Timeout::Never).await {
+        let started = std::time::Instant::now();
+        let delivered = self.template.producer.send(record, Timeout::Never).await;
+        crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
+        match delivered {
             Ok(delivery) => Ok(SendResult {
                 topic: self.topic.clone(),
                 partition: delivery.partition,

@@ -8,7 +8,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
-use super::{Config, KafkaSettings};
+use super::{Config, KafkaSettings, LoggingSettings, ManagementSettings};
 
 /// A configuration that cannot be used, with where the bad value came from.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,10 @@ struct Root {
     kafka: Option<KafkaSettings>,
     #[serde(default)]
     spring: Option<SpringRoot>,
+    #[serde(default)]
+    management: ManagementSettings,
+    #[serde(default)]
+    logging: LoggingSettings,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +94,17 @@ const ENV_KEYS: &[&str] = &[
     "retry.topic.max-delay",
 ];
 
+/// Every leaf key outside the `kafka` tree that an environment variable may set.
+const ROOT_ENV_KEYS: &[&str] = &[
+    "management.port",
+    "management.address",
+    "management.statistics-interval",
+    "management.lag-alert-threshold",
+    "management.stuck-timeout",
+    "logging.format",
+    "logging.level",
+];
+
 /// Spring Boot's relaxed binding: `kafka.consumer.group-id` is `KAFKA_CONSUMER_GROUP_ID`.
 pub(crate) fn env_var_name(key: &str) -> String {
     key.chars()
@@ -121,6 +136,12 @@ impl EnvOverrides {
                     values.retain(|(_, path, _): &(String, String, String)| !path.ends_with(key));
                     values.push((name, format!("{tree}.{key}"), value.clone()));
                 }
+            }
+        }
+        for key in ROOT_ENV_KEYS {
+            let name = env_var_name(key);
+            if let Some((_, value)) = vars.iter().find(|(var, _)| *var == name) {
+                values.push((name, (*key).to_owned(), value.clone()));
             }
         }
         EnvOverrides { values }
@@ -406,6 +427,8 @@ fn extract(
     validate(&kafka, tree, source_of)?;
     Ok(Config {
         kafka,
+        management: root.management,
+        logging: root.logging,
         source,
         layers: None,
     })

@@ -33,7 +33,7 @@ pub use client::Properties;
 pub(crate) use load::env_var_name;
 pub use load::{ConfigError, Layers};
 pub use values::{
-    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, OffsetReset,
+    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, LogFormat, OffsetReset,
     RecovererKind,
 };
 
@@ -408,11 +408,86 @@ impl Default for ListenerSettings {
     }
 }
 
+/// `[management]`: the HTTP endpoint for health probes and Prometheus metrics (Spring Boot's
+/// actuator). Off unless `port` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ManagementSettings {
+    /// `port`: serve `/health`, `/health/liveness`, `/health/readiness` and `/metrics` here
+    /// (`0`: any free port, logged at startup). Unset: no endpoint.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `address`: the interface to bind (default `0.0.0.0`).
+    #[serde(default = "ManagementSettings::default_address")]
+    pub address: String,
+    /// `statistics-interval`: how often librdkafka reports statistics, the source of consumer
+    /// lag and broker state (default 5s; librdkafka's `statistics.interval.ms`).
+    #[serde(
+        default = "ManagementSettings::default_statistics_interval",
+        with = "values::duration"
+    )]
+    pub statistics_interval: Duration,
+    /// `lag-alert-threshold`: a partition whose lag stays above this many records for two
+    /// statistics reports in a row is logged at warn and marks readiness details `DEGRADED`.
+    #[serde(default)]
+    pub lag_alert_threshold: Option<u64>,
+    /// `stuck-timeout`: a consumer whose poll loop has not turned for this long fails liveness
+    /// (default 60s).
+    #[serde(
+        default = "ManagementSettings::default_stuck_timeout",
+        with = "values::duration"
+    )]
+    pub stuck_timeout: Duration,
+}
+
+impl ManagementSettings {
+    fn default_address() -> String {
+        "0.0.0.0".to_owned()
+    }
+    fn default_statistics_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_stuck_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+impl Default for ManagementSettings {
+    fn default() -> Self {
+        Self {
+            port: None,
+            address: Self::default_address(),
+            statistics_interval: Self::default_statistics_interval(),
+            lag_alert_threshold: None,
+            stuck_timeout: Self::default_stuck_timeout(),
+        }
+    }
+}
+
+/// `[logging]`: what [`run`](crate::run) logs and how.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct LoggingSettings {
+    /// `format`: `text` (default) or `json` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `level`: a `tracing` filter such as `info` or `info,kafka_runtime=debug` (default
+    /// `info,librdkafka=warn`); `RUST_LOG` wins over it.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
 /// Loaded, validated configuration with the name of where it came from.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The `kafka` tree.
     pub kafka: KafkaSettings,
+    /// The `management` tree: health and metrics endpoint.
+    pub management: ManagementSettings,
+    /// The `logging` tree.
+    pub logging: LoggingSettings,
     /// Where the file tree came from (for error messages); `None` when only defaults were used.
     pub source: Option<String>,
     /// The layers it was merged from, to tell where each value came from.

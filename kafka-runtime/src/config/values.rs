@@ -316,6 +316,31 @@ impl FromStr for RecovererKind {
 }
 deserialize_from_str!(RecovererKind);
 
+/// `logging.format`: how log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match relaxed(text).as_str() {
+            "text" | "plain" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format `{text}`, expected text or json"
+            )),
+        }
+    }
+}
+deserialize_from_str!(LogFormat);
+
 /// `bootstrap-servers`: `"host:port,host:port"` or a list; `"embedded"` selects the mock cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapServers(pub Vec<String>);

@@ -10,27 +10,28 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::committer::Committer;
 use super::partition::PartitionState;
 use super::worker::{self, Job};
 use super::ListenerSpec;
 use crate::config::AckMode;
 use crate::context::AppContext;
+use crate::management::health::ConsumerHealth;
+use crate::management::metrics::CommitMetrics;
 use crate::record::ConsumerRecord;
 
-/// How long the final commit and the close may take at shutdown.
+/// How long the final commit and the close may take at shutdown, and the longest wait for a
+/// commit in the rebalance callback or of a `manual_immediate` acknowledgment.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Attempts of a synchronous commit; a mock cluster answers REBALANCE_IN_PROGRESS while a group joins.
-const SYNC_COMMIT_ATTEMPTS: u32 = 3;
 
 pub(crate) type ListenerConsumer = StreamConsumer<ContainerContext>;
 
@@ -74,12 +75,15 @@ pub(crate) struct ConsumerShared {
     assigned: Mutex<Vec<(String, i32)>>,
     commands: mpsc::UnboundedSender<Command>,
     consumer: OnceLock<Weak<ListenerConsumer>>,
+    pub(crate) health: Arc<ConsumerHealth>,
+    committer: OnceLock<Committer>,
 }
 
 impl ConsumerShared {
     pub(crate) fn new(
         spec: Arc<ListenerSpec>,
         name: String,
+        health: Arc<ConsumerHealth>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Command>) {
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(ConsumerShared {
@@ -93,6 +97,8 @@ impl ConsumerShared {
             assigned: Mutex::new(Vec::new()),
             commands,
             consumer: OnceLock::new(),
+            health,
+            committer: OnceLock::new(),
         });
         (shared, receiver)
     }
@@ -139,15 +145,38 @@ impl ConsumerShared {
         }
         if self.spec.ack_mode == AckMode::ManualImmediate {
             if let Some(offset) = partition.take_commit(false) {
-                let consumer = self.consumer.get().and_then(Weak::upgrade);
-                if let Some(consumer) = consumer {
-                    let mut tpl = TopicPartitionList::new();
-                    if add(&mut tpl, partition.topic(), partition.partition(), offset) {
-                        commit_sync(consumer.as_ref(), &tpl, &self.name);
-                    }
+                let mut tpl = TopicPartitionList::new();
+                if add(&mut tpl, partition.topic(), partition.partition(), offset)
+                    && !self.flush(tpl)
+                {
+                    partition.commit_failed(offset);
                 }
             }
             return;
+        }
+        self.dirty.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Commits `tpl` after every commit queued before it and waits for the answer.
+    fn flush(&self, tpl: TopicPartitionList) -> bool {
+        self.committer
+            .get()
+            .is_some_and(|committer| committer.flush(tpl, CLOSE_TIMEOUT))
+    }
+
+    /// A commit failed: its offsets are committed again with the next commit.
+    pub(crate) fn commit_failed(&self, tpl: &TopicPartitionList) {
+        for slot in self.slots().iter() {
+            for element in tpl.elements() {
+                if element.topic() == slot.state.topic()
+                    && element.partition() == slot.state.partition()
+                {
+                    if let Offset::Offset(offset) = element.offset() {
+                        slot.state.commit_failed(offset);
+                    }
+                }
+            }
         }
         self.dirty.store(true, Ordering::Release);
         self.notify.notify_one();
@@ -198,35 +227,6 @@ fn add(tpl: &mut TopicPartitionList, topic: &str, partition: i32, offset: i64) -
     }
 }
 
-fn commit_sync<C: Consumer<X>, X: ConsumerContext>(
-    consumer: &C,
-    tpl: &TopicPartitionList,
-    name: &str,
-) -> bool {
-    if tpl.count() == 0 {
-        return true;
-    }
-    for attempt in 1..=SYNC_COMMIT_ATTEMPTS {
-        match consumer.commit(tpl, CommitMode::Sync) {
-            Ok(()) => {
-                tracing::debug!(consumer = name, offsets = ?tpl, "committed");
-                return true;
-            }
-            Err(error) if attempt < SYNC_COMMIT_ATTEMPTS => {
-                tracing::debug!(consumer = name, %error, attempt, "commit failed, retrying");
-                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
-            }
-            Err(error) => {
-                tracing::warn!(
-                    consumer = name, %error, offsets = ?tpl,
-                    "commit failed; these records will be delivered again"
-                );
-            }
-        }
-    }
-    false
-}
-
 /// The librdkafka callbacks of a container consumer.
 pub(crate) struct ContainerContext {
     shared: Arc<ConsumerShared>,
@@ -244,17 +244,26 @@ impl ClientContext for ContainerContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared.health.brokers_down();
+        }
         tracing::warn!(consumer = %self.shared.name, %error, reason, "kafka client error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.shared
+            .health
+            .statistics(&statistics, &self.shared.assignment());
     }
 }
 
 impl ConsumerContext for ContainerContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(revoked) => {
                 self.shared.set_assignment(revoked, false);
                 let commit = self.shared.revoke(revoked);
-                commit_sync(consumer, &commit, &self.shared.name);
+                self.shared.flush(commit);
                 tracing::info!(consumer = %self.shared.name, partitions = %names(revoked), "partitions revoked");
             }
             Rebalance::Assign(_) => {}
@@ -267,6 +276,7 @@ impl ConsumerContext for ContainerContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
             self.shared.set_assignment(assigned, true);
+            self.shared.health.joined();
             // A partition paused under a previous assignment must not stay paused under this one.
             if let Err(error) = consumer.resume(assigned) {
                 tracing::debug!(consumer = %self.shared.name, %error, "resume after assignment");
@@ -321,6 +331,21 @@ pub(crate) async fn run(
     app: Arc<AppContext>,
 ) -> Vec<String> {
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    match Committer::start(
+        &shared.name,
+        Arc::downgrade(&shared),
+        Arc::downgrade(&consumer),
+        CommitMetrics::new(shared.spec.id),
+    ) {
+        Ok(committer) => {
+            let _ = shared.committer.set(committer);
+        }
+        Err(error) => {
+            tracing::error!(consumer = %shared.name, %error, "cannot start the commit thread; the consumer stops");
+            return Vec::new();
+        }
+    }
+    let _stopped = StoppedMark(Arc::clone(&shared.health));
     let mut poll = PollLoop {
         shared: Arc::clone(&shared),
         // Moved in, so that an unexpected drop of this future closes the consumer off-thread.
@@ -360,12 +385,22 @@ pub(crate) async fn run(
             _ = tick.tick() => {}
         }
         // Nothing was ready, or the batch is full: the batch ends here.
+        shared.health.turned();
         poll.batch = 0;
         poll.maybe_commit(true);
         poll.resume_drained();
     }
     drop(consumer);
     poll.stop().await
+}
+
+/// Marks the consumer stopped for liveness however its poll loop ends (a panic included).
+struct StoppedMark(Arc<ConsumerHealth>);
+
+impl Drop for StoppedMark {
+    fn drop(&mut self) {
+        self.0.stopped();
+    }
 }
 
 struct PollLoop {
@@ -564,28 +599,9 @@ impl PollLoop {
         if tpl.count() == 0 {
             return;
         }
-        let Some(consumer) = self.consumer.get() else {
-            return;
-        };
-        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::warn!(consumer = %shared.name, %error, "commit failed; it will be retried");
-            self.retry_later(&tpl);
+        if let Some(committer) = shared.committer.get() {
+            committer.commit(tpl);
         }
-    }
-
-    fn retry_later(&self, tpl: &TopicPartitionList) {
-        for slot in self.shared.slots().iter() {
-            for element in tpl.elements() {
-                if element.topic() == slot.state.topic()
-                    && element.partition() == slot.state.partition()
-                {
-                    if let Offset::Offset(offset) = element.offset() {
-                        slot.state.commit_failed(offset);
-                    }
-                }
-            }
-        }
-        self.shared.dirty.store(true, Ordering::Release);
     }
 
     /// Stops fetching, lets in-flight handlers finish within `shutdown-timeout`, commits what was
@@ -631,7 +647,7 @@ impl PollLoop {
             }
         }
         let consumer = self.consumer.take();
-        let name = shared.name.clone();
+        let closing = Arc::clone(&shared);
         // The final commit and the close (leaving the group) block, without a timeout of their
         // own when the broker is gone: run them on a thread of their own, and wait a bounded time
         // so that a dead broker is reported, not hung on (nor is the runtime's shutdown).
@@ -639,9 +655,10 @@ impl PollLoop {
         let spawned = std::thread::Builder::new()
             .name("kafka-consumer-close".to_owned())
             .spawn(move || {
-                if let Some(consumer) = consumer {
-                    commit_sync(consumer.as_ref(), &tpl, &name);
+                if consumer.is_some() {
+                    closing.flush(tpl);
                 }
+                drop(consumer);
                 let _ = done.send(());
             });
         let closed = match spawned {

@@ -6,6 +6,7 @@
 //! consumer, each partition has its own worker task: records of one partition reach the handler
 //! in offset order, and a slow partition does not stall the others.
 
+mod committer;
 mod consumer;
 mod error_handler;
 mod partition;
@@ -29,6 +30,7 @@ use crate::context::AppContext;
 use crate::error::Error;
 use crate::extract::RecordContext;
 use crate::listener::Invocation;
+use crate::management::health::Health;
 
 /// A listener with its configuration resolved: what every consumer of its container needs.
 pub(crate) struct ListenerSpec {
@@ -72,12 +74,24 @@ impl ListenerContainer {
         bootstrap: &str,
         app: &Arc<AppContext>,
         shutdown: &watch::Receiver<bool>,
+        health: &Health,
+        statistics: Option<Duration>,
     ) -> Result<Self, Error> {
         let mut consumers = Vec::new();
         for index in 0..spec.concurrency {
             let name = format!("{}-{index}", spec.id);
-            let props = settings.consumer_properties(bootstrap, &spec.group, &index.to_string());
-            let (shared, commands) = consumer::ConsumerShared::new(Arc::clone(&spec), name.clone());
+            let mut props =
+                settings.consumer_properties(bootstrap, &spec.group, &index.to_string());
+            if let Some(interval) = statistics {
+                props
+                    .entry("statistics.interval.ms".to_owned())
+                    .or_insert_with(|| interval.as_millis().to_string());
+            }
+            let (shared, commands) = consumer::ConsumerShared::new(
+                Arc::clone(&spec),
+                name.clone(),
+                health.consumer(spec.id, &name, &spec.group),
+            );
             let context = consumer::ContainerContext::new(Arc::clone(&shared));
             let created: consumer::ListenerConsumer = client::client_config(&props)
                 .create_with_context(context)

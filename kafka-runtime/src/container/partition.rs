@@ -313,7 +313,12 @@ mod tests {
             main_topics: vec!["t".into()],
             dead_letter: None,
         });
-        let (shared, commands) = ConsumerShared::new(spec, "test-0".into());
+        let health = crate::management::health::Health::new(&Default::default());
+        let (shared, commands) = ConsumerShared::new(
+            spec,
+            "test-0".into(),
+            health.consumer("test", "test-0", "g"),
+        );
         (
             Arc::new(PartitionState::new(Arc::from("t"), 0, shared)),
             commands,

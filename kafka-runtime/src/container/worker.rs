@@ -19,6 +19,7 @@ use crate::ack::Ack;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::listener::{HandlerError, Invocation};
+use crate::management::metrics::RecordMetrics;
 use crate::propagation;
 use crate::record::{ConsumerRecord, Coordinates};
 
@@ -49,6 +50,7 @@ pub(crate) async fn run(
 ) {
     let spec = Arc::clone(&shared.spec);
     let manual = spec.ack_mode.is_manual();
+    let metrics = RecordMetrics::new(spec.id, state.topic());
     let mut failure: Option<Failure> = None;
     while let Some(job) = jobs.recv().await {
         if shared.stopping.load(Ordering::Acquire) || state.is_revoked() {
@@ -68,8 +70,12 @@ pub(crate) async fn run(
         let previous = failure.take().filter(|f| f.offset == offset);
         let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
         if let Some(error) = previous.and_then(|f| f.unrecovered) {
-            failure = recover(&spec, &state, &job.record, error, attempt - 1).await;
+            failure = recover(&spec, &state, &job.record, error, attempt - 1, &metrics).await;
             continue;
+        }
+        metrics.received.increment(1);
+        if attempt > 1 {
+            metrics.retried.increment(1);
         }
 
         let span = tracing::info_span!(
@@ -97,6 +103,7 @@ pub(crate) async fn run(
         let result = match invocation {
             Err(panic) => Err(HandlerError::panic(panic.as_ref())),
             Ok(Invocation::Rejected(rejection)) => {
+                metrics.failed.increment(1);
                 // Retrying cannot make bad bytes good: straight to the recoverer.
                 failure = recover(
                     &spec,
@@ -104,20 +111,32 @@ pub(crate) async fn run(
                     &record,
                     HandlerError::rejected(&rejection),
                     attempt,
+                    &metrics,
                 )
                 .await;
                 continue;
             }
-            Ok(Invocation::Run(future)) => match propagation::scope(
-                inherited,
-                AssertUnwindSafe(future).catch_unwind().instrument(span),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(panic) => Err(HandlerError::panic(panic.as_ref())),
-            },
+            Ok(Invocation::Run(future)) => {
+                let started = std::time::Instant::now();
+                let outcome = propagation::scope(
+                    inherited,
+                    AssertUnwindSafe(future).catch_unwind().instrument(span),
+                )
+                .await;
+                metrics
+                    .handler_seconds
+                    .record(started.elapsed().as_secs_f64());
+                match outcome {
+                    Ok(result) => result,
+                    Err(panic) => Err(HandlerError::panic(panic.as_ref())),
+                }
+            }
         };
+        if result.is_ok() {
+            metrics.handled.increment(1);
+        } else {
+            metrics.failed.increment(1);
+        }
         let resolution = state.handler_finished(offset, result.is_ok(), !manual);
         let Err(error) = result else {
             failure = (resolution == Resolution::Rewound).then_some(Failure {
@@ -130,7 +149,7 @@ pub(crate) async fn run(
         let coordinates = Coordinates(state.topic(), state.partition(), offset);
         match resolution {
             Resolution::Failed if spec.retry_topics.is_some() => {
-                failure = recover(&spec, &state, &record, error, attempt).await;
+                failure = recover(&spec, &state, &record, error, attempt, &metrics).await;
             }
             Resolution::Failed if error.is_retryable() && attempt < spec.errors.max_attempts => {
                 let delay = spec.errors.delay(attempt);
@@ -145,7 +164,9 @@ pub(crate) async fn run(
                 });
                 state.rewind(offset, delay);
             }
-            Resolution::Failed => failure = recover(&spec, &state, &record, error, attempt).await,
+            Resolution::Failed => {
+                failure = recover(&spec, &state, &record, error, attempt, &metrics).await;
+            }
             Resolution::Rewound => {
                 failure = Some(Failure {
                     offset,
@@ -171,10 +192,16 @@ async fn recover(
     record: &ConsumerRecord,
     error: HandlerError,
     attempts: u32,
+    metrics: &RecordMetrics,
 ) -> Option<Failure> {
     let coordinates = Coordinates(state.topic(), state.partition(), record.offset);
     if let (Some(retry), Some(publisher)) = (&spec.retry_topics, &spec.dead_letter) {
-        return forward(spec, retry, publisher, state, record, error, attempts).await;
+        let forwarding = Forwarding {
+            retry,
+            publisher,
+            metrics,
+        };
+        return forward(spec, &forwarding, state, record, error, attempts).await;
     }
     let target = spec
         .errors
@@ -191,6 +218,7 @@ async fn recover(
     };
     match publisher.publish(&topic, record, &error).await {
         Ok(()) => {
+            metrics.dead_lettered.increment(1);
             tracing::warn!(
                 listener = spec.id, record = %coordinates, attempts, dead_letter_topic = %topic, %error,
                 "giving up on the record; published it to the dead-letter topic"
@@ -218,15 +246,26 @@ async fn recover(
 /// delay), or after the last attempt (or at once when the error is not retryable) to
 /// `<topic>-dlt`. The source partition keeps flowing; the record is committed here once the
 /// republished copy is acknowledged.
+/// Where `forward` republishes, and what it counts.
+struct Forwarding<'a> {
+    retry: &'a RetryTopics,
+    publisher: &'a DeadLetterPublisher,
+    metrics: &'a RecordMetrics,
+}
+
 async fn forward(
     spec: &ListenerSpec,
-    retry: &RetryTopics,
-    publisher: &DeadLetterPublisher,
+    forwarding: &Forwarding<'_>,
     state: &Arc<PartitionState>,
     record: &ConsumerRecord,
     error: HandlerError,
     attempts: u32,
 ) -> Option<Failure> {
+    let Forwarding {
+        retry,
+        publisher,
+        metrics,
+    } = forwarding;
     let coordinates = Coordinates(state.topic(), state.partition(), record.offset);
     let stage = retry
         .stage(&record.topic, &spec.main_topics)
@@ -255,6 +294,7 @@ async fn forward(
             let topic = RetryTopics::dead_letter_topic(&stage.main);
             let result = publisher.publish(&topic, record, &error).await;
             if result.is_ok() {
+                metrics.dead_lettered.increment(1);
                 tracing::warn!(
                     listener = spec.id, record = %coordinates, dead_letter_topic = %topic, %error,
                     "giving up on the record; published it to the dead-letter topic"
