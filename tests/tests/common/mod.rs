@@ -288,3 +288,48 @@ fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// `GET path` from an HTTP endpoint: (status code, body). A plain HTTP/1.1 client, so that the
+/// test does not share code with the server it checks.
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request is sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response is read");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
+}
+
+/// The value of the Prometheus sample `name{...}` whose labels include every `labels` pair.
+pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(series, _)| {
+            series
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+                && labels
+                    .iter()
+                    .all(|(key, value)| series.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|(_, value)| value.parse().ok())
+}
