@@ -91,7 +91,6 @@ async fn produce_sample_events(
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
-    kafka_runtime::cli::init_logging();
     let bundled = (
         include_str!("application.toml"),
         "examples/user-events/application.toml",
@@ -103,6 +102,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    kafka_runtime::cli::init_logging(&config.logging);
     let app = match serve_flags(&cli, KafkaApplication::new(config)) {
         Ok(app) => app,
         Err(code) => return code,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::app::KafkaApplication;
-use crate::config::{Config, ConfigError, Layers};
+use crate::config::{Config, ConfigError, Layers, LogFormat, LoggingSettings};
 
 /// The service's command line.
 #[derive(Debug, Clone, Parser)]
@@ -73,12 +73,31 @@ impl Cli {
     }
 }
 
-/// Logs to stdout through `tracing`, filtered by `RUST_LOG` (default: info, librdkafka at warn).
-/// Does nothing if the program set up its own subscriber.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+/// Logs to stdout through `tracing` per `[logging]`: text or JSON lines (with the record span's
+/// listener, topic, partition, offset, key and attempt), filtered by `RUST_LOG`, else
+/// `logging.level`, else `info,librdkafka=warn`. Does nothing if the program set up its own
+/// subscriber.
+pub fn init_logging(settings: &LoggingSettings) {
+    use tracing_subscriber::EnvFilter;
+    let configured = || {
+        let level = settings.level.as_deref().unwrap_or("info,librdkafka=warn");
+        EnvFilter::try_new(level).unwrap_or_else(|error| {
+            eprintln!(
+                "warning: logging.level `{level}` is not a valid filter ({error}); using info"
+            );
+            EnvFilter::new("info")
+        })
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| configured());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match settings.format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }
 
 /// Runs the service: every `#[kafka_listener]` in the binary, configured by the command line,
@@ -90,7 +109,6 @@ pub fn run() -> ExitCode {
 /// [`run`], with a chance to register state (`with_state`) or properties on the application.
 pub fn run_with(customize: impl FnOnce(KafkaApplication) -> KafkaApplication) -> ExitCode {
     let cli = Cli::parse_args();
-    init_logging();
     let config = match cli.load_config(None) {
         Ok(config) => config,
         Err(error) => {
@@ -98,6 +116,7 @@ pub fn run_with(customize: impl FnOnce(KafkaApplication) -> KafkaApplication) ->
             return ExitCode::FAILURE;
         }
     };
+    init_logging(&config.logging);
     let app = match serve_flags(&cli, customize(KafkaApplication::new(config))) {
         Ok(app) => app,
         Err(code) => return code,
