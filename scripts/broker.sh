@@ -7,7 +7,15 @@
 #   scripts/broker.sh stop      stop it (by its own pid)
 #   scripts/broker.sh status    print the bootstrap address if it runs, exit 1 otherwise
 #   scripts/broker.sh version   print the pinned tansu version
+#   scripts/broker.sh start-tls CERT KEY
+#                               start one behind a TLS terminator (socat; tansu 0.6.0 accepts
+#                               --cert/--key but does not use them) serving CERT and KEY (PEM);
+#                               prints the TLS bootstrap address
+#   scripts/broker.sh start-sasl USER PASSWORD
+#                               start one that requires SASL/SCRAM-SHA-512, with that user;
+#                               prints the bootstrap address
 #
+# Secured brokers are separate instances: give each its own BROKER_DIR.
 # The install compiles ~400 crates: about 25 minutes on 2 cores the first time, nothing later.
 # TANSU_CACHE (default ~/.cache/kafka-runtime) holds the binary; BROKER_DIR (default
 # target/broker) holds the pid, port, log and database of the running broker.
@@ -66,27 +74,73 @@ PY
     return 1
 }
 
+# launch PORT ADVERTISED_PORT [tansu options]: starts tansu in BROKER_DIR and waits for it.
+launch() {
+    local port=$1 advertised=$2
+    shift 2
+    mkdir -p "$BROKER_DIR"
+    (
+        cd "$BROKER_DIR"
+        nohup "$TANSU" broker \
+            --cluster-id kafka-runtime-tests \
+            --listener-url "tcp://127.0.0.1:$port" \
+            --advertised-listener-url "tcp://127.0.0.1:$advertised" \
+            --storage-engine "sqlite://tansu.db" \
+            "$@" >>log 2>&1 &
+        echo $! >pid
+    )
+    echo "$advertised" >"$BROKER_DIR/port"
+    wait_ready "$port"
+}
+
 start() {
     install
     if running; then
         echo "127.0.0.1:$(cat "$BROKER_DIR/port")"
         return
     fi
-    mkdir -p "$BROKER_DIR"
     local port
     port=$(free_port)
-    (
-        cd "$BROKER_DIR"
-        nohup "$TANSU" broker \
-            --cluster-id kafka-runtime-tests \
-            --listener-url "tcp://127.0.0.1:$port" \
-            --advertised-listener-url "tcp://127.0.0.1:$port" \
-            --storage-engine "sqlite://tansu.db" \
-            >log 2>&1 &
-        echo $! >pid
-    )
-    echo "$port" >"$BROKER_DIR/port"
-    wait_ready "$port"
+    launch "$port" "$port"
+    echo "127.0.0.1:$port"
+}
+
+start_tls() {
+    local cert=$1 key=$2
+    install
+    stop
+    command -v socat >/dev/null || { echo "socat is missing: run scripts/setup.sh" >&2; return 1; }
+    local port tls_port
+    port=$(free_port)
+    tls_port=$(free_port)
+    # Clients reach every broker through the terminator: tansu advertises its port.
+    launch "$port" "$tls_port"
+    nohup socat "OPENSSL-LISTEN:$tls_port,bind=127.0.0.1,reuseaddr,fork,cert=$cert,key=$key,verify=0" \
+        "TCP:127.0.0.1:$port" >>"$BROKER_DIR/log" 2>&1 &
+    echo $! >"$BROKER_DIR/proxy.pid"
+    for _ in $(seq 1 50); do
+        if python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $tls_port), timeout=1)" 2>/dev/null; then
+            echo "127.0.0.1:$tls_port"
+            return
+        fi
+        sleep 0.1
+    done
+    echo "the TLS terminator did not listen on $tls_port" >&2
+    return 1
+}
+
+start_sasl() {
+    local user=$1 password=$2
+    install
+    stop
+    local port
+    port=$(free_port)
+    # Users are created through the broker, which refuses that once it requires authentication:
+    # create the user first, then restart the broker on the same storage with authentication.
+    launch "$port" "$port"
+    "$TANSU" user create --broker "tcp://127.0.0.1:$port" --mechanism scram512 "$user" "$password" >>"$BROKER_DIR/log" 2>&1
+    stop
+    launch "$port" "$port" --authentication
     echo "127.0.0.1:$port"
 }
 
@@ -101,7 +155,10 @@ stop() {
         done
         kill -9 "$pid" 2>/dev/null || true
     fi
-    rm -f "$BROKER_DIR/pid" "$BROKER_DIR/port"
+    if [[ -f $BROKER_DIR/proxy.pid ]]; then
+        kill "$(cat "$BROKER_DIR/proxy.pid")" 2>/dev/null || true
+    fi
+    rm -f "$BROKER_DIR/pid" "$BROKER_DIR/port" "$BROKER_DIR/proxy.pid"
 }
 
 status() {
@@ -116,11 +173,13 @@ status() {
 case "${1:-}" in
 install) install ;;
 start) start ;;
+start-tls) start_tls "${2:?certificate file}" "${3:?key file}" ;;
+start-sasl) start_sasl "${2:?user}" "${3:?password}" ;;
 stop) stop ;;
 status) status ;;
 version) echo "$TANSU_VERSION" ;;
 *)
-    echo "usage: $0 install|start|stop|status|version" >&2
+    echo "usage: $0 install|start|stop|status|version|start-tls CERT KEY|start-sasl USER PASSWORD" >&2
     exit 2
     ;;
 esac

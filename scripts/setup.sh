@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing kafka-runtime needs on Debian: a C toolchain, make,
-# pkg-config and zlib for the librdkafka that rdkafka builds from source, and Python 3 with venv
+# pkg-config, zlib and OpenSSL for the librdkafka that rdkafka builds from source, socat (the TLS
+# terminator in front of the test broker), and Python 3 with venv
 # for the broker script and the seed's Python client. Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(gcc g++ make pkg-config zlib1g-dev)
+packages=(gcc g++ make pkg-config zlib1g-dev libssl-dev socat)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

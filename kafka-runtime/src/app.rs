@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::Producer;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -149,7 +148,7 @@ impl KafkaApplication {
         };
         let template = KafkaTemplate::new(settings, &bootstrap)?;
         if embedded.is_none() {
-            check_reachable(&template, &bootstrap).await?;
+            crate::reachability::check(settings, &bootstrap, CONNECT_TIMEOUT).await?;
         }
         crate::admin::declare(settings, &bootstrap, embedded.as_ref(), &template).await;
         let app = AppContext::new(self.states, template.clone());
@@ -452,30 +451,6 @@ async fn create_dead_letter_topics(
             %topic, %error,
             "cannot create a dead-letter or retry topic; publishing to it will fail until it exists"
         );
-    }
-}
-
-/// Fails fast, naming the servers, when the configured cluster does not answer.
-async fn check_reachable(template: &KafkaTemplate, bootstrap: &str) -> Result<(), Error> {
-    let producer = template.producer().clone();
-    let result = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, CONNECT_TIMEOUT)
-            .map(|_| ())
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => Err(Error::Unreachable {
-            servers: bootstrap.to_owned(),
-            timeout_secs: CONNECT_TIMEOUT.as_secs(),
-            source,
-        }),
-        Err(join) => Err(Error::Listener {
-            listener: "startup".to_owned(),
-            message: format!("metadata check panicked: {join}"),
-        }),
     }
 }
 

@@ -41,6 +41,17 @@ pub enum Error {
         /// librdkafka's error.
         source: KafkaError,
     },
+    /// The cluster refused the connection's security: an untrusted certificate, a failed TLS
+    /// handshake or rejected SASL credentials.
+    #[error("cannot connect to Kafka at {servers}: {problem} (librdkafka: {detail})")]
+    Security {
+        /// The bootstrap servers tried.
+        servers: String,
+        /// What to fix.
+        problem: String,
+        /// librdkafka's last message (it names no secret).
+        detail: String,
+    },
     /// Handlers were still running at `shutdown-timeout`; their records were abandoned
     /// (uncommitted, so they will be delivered again).
     #[error("shutdown timed out; abandoned records (they will be delivered again): {}", abandoned.join(", "))]

@@ -53,6 +53,7 @@ mod log;
 mod management;
 mod placeholder;
 mod propagation;
+mod reachability;
 mod record;
 pub mod template;
 

@@ -171,10 +171,6 @@ impl KafkaTemplate {
         join_all(sends).await
     }
 
-    pub(crate) fn producer(&self) -> &FutureProducer {
-        &self.inner.producer
-    }
-
     /// Sends bytes as they are (no encoding), e.g. a record copied to a dead-letter topic.
     pub(crate) async fn send_raw(
         &self,

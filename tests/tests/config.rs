@@ -148,3 +148,79 @@ fn unknown_top_level_section_is_rejected() {
     let error = error_of("section.toml", "[kafak]\nbootstrap-servers = \"x\"\n");
     assert!(error.contains("kafak"), "{error}");
 }
+
+#[test]
+fn spring_security_keys_become_librdkafka_properties() {
+    let path = write(
+        "secured.yml",
+        r#"
+spring:
+  kafka:
+    bootstrap-servers: "broker:9093"
+    security:
+      protocol: SASL_SSL
+    ssl:
+      trust-store-location: /etc/kafka/ca.pem
+      key-store-location: /etc/kafka/client.p12
+      key-store-password: key-store-secret
+    properties:
+      sasl.mechanism: SCRAM-SHA-512
+      sasl.jaas.config: org.apache.kafka.common.security.scram.ScramLoginModule required username="svc" password="jaas-secret";
+management:
+  port: 8081
+logging:
+  format: json
+"#,
+    );
+    let config = Config::load(&path).expect("the secured configuration is valid");
+    let props = config.kafka.consumer_properties("broker:9093", "g", "0");
+    let get = |key: &str| props.get(key).map(String::as_str);
+    assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+    assert_eq!(get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+    assert_eq!(get("ssl.keystore.location"), Some("/etc/kafka/client.p12"));
+    assert_eq!(get("ssl.keystore.password"), Some("key-store-secret"));
+    assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+    assert_eq!(get("sasl.username"), Some("svc"));
+    assert_eq!(get("sasl.password"), Some("jaas-secret"));
+    assert_eq!(
+        get("sasl.jaas.config"),
+        None,
+        "librdkafka has no such property"
+    );
+    assert_eq!(config.management.port, Some(8081));
+
+    let printed = config
+        .effective()
+        .into_iter()
+        .map(|(key, value, _)| format!("{key} = {value}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !printed.contains("key-store-secret") && !printed.contains("jaas-secret"),
+        "{printed}"
+    );
+    assert!(!format!("{config:?}").contains("key-store-secret"));
+}
+
+#[test]
+fn key_stores_librdkafka_cannot_read_are_refused_with_the_conversion() {
+    let error = error_of(
+        "jks.toml",
+        "[kafka]\nssl.trust-store-location = \"/etc/kafka/truststore.jks\"\n",
+    );
+    assert!(error.contains("jks.toml"), "{error}");
+    assert!(
+        error.contains("key `kafka.ssl.trust-store-location`"),
+        "{error}"
+    );
+    assert!(error.contains("keytool -exportcert"), "{error}");
+    let error = error_of(
+        "jaas.toml",
+        "[kafka]\nproperties.\"sasl.jaas.config\" = \"com.sun.security.auth.module.Krb5LoginModule required;\"\n",
+    );
+    assert!(
+        error.contains("key `kafka.properties.sasl.jaas.config`")
+            && error.contains("Krb5LoginModule"),
+        "{error}"
+    );
+}

@@ -13,6 +13,7 @@
 //! | `consumer.auto-offset-reset` | `auto.offset.reset` (default `earliest`; `none` is librdkafka's `error`) |
 //! | (always)                     | `enable.auto.commit=false`, `enable.auto.offset.store=false` |
 //! | `properties.*`, `producer.properties.*`, `consumer.properties.*` | passed unchanged |
+//! | `security.*`, `ssl.*`, `properties.sasl.jaas.config` | see [`security`](super::security) |
 
 use std::collections::BTreeMap;
 
@@ -25,7 +26,8 @@ pub type Properties = BTreeMap<String, String>;
 
 impl KafkaSettings {
     fn common_properties(&self, bootstrap: &str) -> Properties {
-        let mut props = Properties::new();
+        let mut props =
+            super::security::properties(self.security.protocol, &self.ssl, &self.properties);
         props.insert("bootstrap.servers".into(), bootstrap.to_owned());
         if let Some(client_id) = &self.client_id {
             props.insert("client.id".into(), client_id.clone());
@@ -51,18 +53,17 @@ impl KafkaSettings {
             "auto.offset.reset".into(),
             self.consumer.auto_offset_reset.librdkafka_value().into(),
         );
-        for (key, value) in self.properties.iter().chain(&self.consumer.properties) {
-            props.insert(key.clone(), value.to_string());
-        }
+        pass_through(
+            &mut props,
+            self.properties.iter().chain(&self.consumer.properties),
+        );
         props
     }
 
     /// The properties of an admin client (topic creation).
     pub fn admin_properties(&self, bootstrap: &str) -> Properties {
         let mut props = self.common_properties(bootstrap);
-        for (key, value) in &self.properties {
-            props.insert(key.clone(), value.to_string());
-        }
+        pass_through(&mut props, &self.properties);
         props
     }
 
@@ -88,10 +89,24 @@ impl KafkaSettings {
         if let Some(linger) = producer.linger_ms {
             props.insert("linger.ms".into(), linger.to_string());
         }
-        for (key, value) in self.properties.iter().chain(&producer.properties) {
+        pass_through(
+            &mut props,
+            self.properties.iter().chain(&producer.properties),
+        );
+        props
+    }
+}
+
+/// Copies `properties.*` unchanged, except the JAAS line, which became `sasl.username` and
+/// `sasl.password` (librdkafka has no such property).
+fn pass_through<'a>(
+    props: &mut Properties,
+    properties: impl IntoIterator<Item = (&'a String, &'a super::values::PropertyValue)>,
+) {
+    for (key, value) in properties {
+        if key != super::security::JAAS_CONFIG {
             props.insert(key.clone(), value.to_string());
         }
-        props
     }
 }
 

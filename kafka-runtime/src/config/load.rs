@@ -92,6 +92,13 @@ const ENV_KEYS: &[&str] = &[
     "retry.topic.delay",
     "retry.topic.multiplier",
     "retry.topic.max-delay",
+    "security.protocol",
+    "ssl.trust-store-location",
+    "ssl.trust-store-type",
+    "ssl.key-store-location",
+    "ssl.key-store-type",
+    "ssl.key-store-password",
+    "ssl.key-password",
 ];
 
 /// Every leaf key outside the `kafka` tree that an environment variable may set.
@@ -311,11 +318,20 @@ fn with_env(
 }
 
 /// Names where each key's value came from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Describe {
     figment: Figment,
     env_names: Vec<(String, String)>,
     fallback: String,
+}
+
+impl fmt::Debug for Describe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The merged values hold secrets in the clear: show only where they came from.
+        f.debug_struct("Describe")
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Describe {
@@ -495,6 +511,11 @@ fn validate(
             message,
         }
     };
+    if let Err(problem) =
+        super::security::validate(kafka.security.protocol, &kafka.ssl, &kafka.properties)
+    {
+        return Err(invalid(&problem.key, problem.message));
+    }
     if kafka.consumer.enable_auto_commit == Some(true) {
         return Err(invalid(
             "consumer.enable-auto-commit",

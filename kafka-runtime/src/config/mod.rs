@@ -27,6 +27,7 @@
 
 pub(crate) mod client;
 mod load;
+pub mod security;
 mod values;
 
 pub use client::Properties;
@@ -34,7 +35,7 @@ pub(crate) use load::env_var_name;
 pub use load::{ConfigError, Layers};
 pub use values::{
     AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, LogFormat, OffsetReset,
-    RecovererKind,
+    PropertyMap, PropertyValue, RecovererKind,
 };
 
 use std::collections::BTreeMap;
@@ -57,7 +58,7 @@ pub struct KafkaSettings {
     pub client_id: Option<String>,
     /// `properties.*`: librdkafka settings passed unchanged to every client.
     #[serde(default)]
-    pub properties: BTreeMap<String, values::PropertyValue>,
+    pub properties: PropertyMap,
     /// `producer.*`: the [`KafkaTemplate`](crate::KafkaTemplate)'s producer.
     #[serde(default)]
     pub producer: ProducerSettings,
@@ -76,6 +77,12 @@ pub struct KafkaSettings {
     /// `[[kafka.topics]]`: topics created at startup when missing (Spring's `NewTopic` beans).
     #[serde(default)]
     pub topics: Vec<TopicDeclaration>,
+    /// `security.*`: the protocol (TLS, SASL) of every client.
+    #[serde(default)]
+    pub security: security::SecuritySettings,
+    /// `ssl.*`: TLS key material and trusted certificates of every client.
+    #[serde(default)]
+    pub ssl: security::SslSettings,
 }
 
 /// One `[[kafka.topics]]` entry.
@@ -251,7 +258,7 @@ pub struct ProducerSettings {
     pub value_serializer: Format,
     /// `properties.*`: librdkafka producer settings passed unchanged.
     #[serde(default)]
-    pub properties: BTreeMap<String, values::PropertyValue>,
+    pub properties: PropertyMap,
 }
 
 impl Default for ProducerSettings {
@@ -264,7 +271,7 @@ impl Default for ProducerSettings {
             linger_ms: None,
             key_serializer: Format::default_key(),
             value_serializer: Format::default_value(),
-            properties: BTreeMap::new(),
+            properties: PropertyMap::default(),
         }
     }
 }
@@ -296,7 +303,7 @@ pub struct ConsumerSettings {
     pub max_poll_records: u32,
     /// `properties.*`: librdkafka consumer settings passed unchanged.
     #[serde(default)]
-    pub properties: BTreeMap<String, values::PropertyValue>,
+    pub properties: PropertyMap,
 }
 
 impl ConsumerSettings {
@@ -317,7 +324,7 @@ impl Default for ConsumerSettings {
             key_deserializer: Format::default_key(),
             value_deserializer: Format::default_value(),
             max_poll_records: Self::default_max_poll_records(),
-            properties: BTreeMap::new(),
+            properties: PropertyMap::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The typed values of configuration keys, each parsed with Spring's spellings.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -407,6 +408,51 @@ impl fmt::Display for PropertyValue {
             PropertyValue::Float(n) => write!(f, "{n}"),
             PropertyValue::Bool(b) => write!(f, "{b}"),
         }
+    }
+}
+
+/// `properties.*`: librdkafka properties by name. `Debug` redacts secret ones (passwords, the
+/// JAAS line), so that printing a configuration never shows them.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct PropertyMap(BTreeMap<String, PropertyValue>);
+
+impl PropertyMap {
+    /// The property `key`.
+    pub fn get(&self, key: &str) -> Option<&PropertyValue> {
+        self.0.get(key)
+    }
+
+    /// Every property, by name.
+    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, String, PropertyValue> {
+        self.0.iter()
+    }
+
+    /// Sets `key`.
+    pub fn insert(&mut self, key: impl Into<String>, value: PropertyValue) {
+        self.0.insert(key.into(), value);
+    }
+}
+
+impl<'a> IntoIterator for &'a PropertyMap {
+    type Item = (&'a String, &'a PropertyValue);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, PropertyValue>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Debug for PropertyMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (key, value) in &self.0 {
+            if super::load::is_secret(key) {
+                map.entry(key, &"<redacted>");
+            } else {
+                map.entry(key, value);
+            }
+        }
+        map.finish()
     }
 }
 

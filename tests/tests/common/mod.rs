@@ -279,7 +279,7 @@ impl<T: Clone> Recorder<T> {
     }
 }
 
-fn init_logging() {
+pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
