@@ -93,7 +93,11 @@ fn profile_environment_and_command_line_apply_in_order_with_their_sources() {
     let prod = "[kafka.consumer]\ngroup-id = \"prod\"\n[kafka.listener]\nconcurrency = 2\n";
     let (_, output) = run(
         &[("application.toml", base), ("application-prod.toml", prod)],
-        &[("KAFKA_LISTENER_CONCURRENCY", "3")],
+        &[
+            ("KAFKA_LISTENER_CONCURRENCY", "3"),
+            ("MANAGEMENT_PORT", "8081"),
+            ("LOGGING_FORMAT", "json"),
+        ],
         &[
             "--profile",
             "prod",
@@ -126,6 +130,14 @@ fn profile_environment_and_command_line_apply_in_order_with_their_sources() {
     assert_eq!(
         line("kafka.listener.ack-count"),
         "kafka.listener.ack-count = 5    # command line --set"
+    );
+    assert_eq!(
+        line("management.port"),
+        "management.port = 8081    # environment variable MANAGEMENT_PORT"
+    );
+    assert_eq!(
+        line("logging.format"),
+        "logging.format = \"json\"    # environment variable LOGGING_FORMAT"
     );
 }
 

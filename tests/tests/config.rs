@@ -224,3 +224,15 @@ fn key_stores_librdkafka_cannot_read_are_refused_with_the_conversion() {
         "{error}"
     );
 }
+
+#[test]
+fn the_documented_example_file_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("application.example.toml");
+    let config = Config::load(&path).expect("application.example.toml is valid");
+    assert_eq!(
+        config.management.port, None,
+        "the endpoint is off unless configured"
+    );
+}

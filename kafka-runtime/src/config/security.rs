@@ -28,7 +28,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::client::Properties;
-use super::values::PropertyMap;
+use super::values::{deserialize_from_str, PropertyMap};
 
 /// A password or key: never shown by `Debug`, logs, `--print-config` or errors.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -115,13 +115,7 @@ impl FromStr for SecurityProtocol {
     }
 }
 
-impl<'de> Deserialize<'de> for SecurityProtocol {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(de::Error::custom)
-    }
-}
+deserialize_from_str!(SecurityProtocol);
 
 /// `ssl.key-store-type` / `ssl.trust-store-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,13 +160,7 @@ impl FromStr for StoreType {
     }
 }
 
-impl<'de> Deserialize<'de> for StoreType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(de::Error::custom)
-    }
-}
+deserialize_from_str!(StoreType);
 
 /// `[kafka.ssl]`: the client's TLS key material and the certificates it trusts.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -18,6 +18,7 @@ macro_rules! deserialize_from_str {
         }
     };
 }
+pub(crate) use deserialize_from_str;
 
 /// Normalizes Spring's relaxed enum spellings: `MANUAL_IMMEDIATE`, `manual-immediate`, `manualImmediate`.
 fn relaxed(text: &str) -> String {
