@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# The Python environment of the interop tests: a venv with the seed's client library (aiokafka),
-# pinned. Idempotent; prints the venv's python.
+# A pinned Python environment, idempotent; prints the venv's python.
+#
+#   scripts/python-env.sh          the interop tests' venv (the seed's aiokafka) in target/venv
+#   scripts/python-env.sh bench    the benchmark's venv (aiokafka, confluent-kafka, matplotlib)
+#                                  in target/venv-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${PYTHON_VENV:-$PWD/target/venv}
-REQUIREMENTS=tests/python/requirements.txt
+case "${1:-tests}" in
+tests)
+    VENV=${PYTHON_VENV:-$PWD/target/venv}
+    REQUIREMENTS=tests/python/requirements.txt
+    ;;
+bench)
+    VENV=$PWD/target/venv-bench
+    REQUIREMENTS=benches/python/requirements.txt
+    ;;
+*)
+    echo "usage: $0 [tests|bench]" >&2
+    exit 2
+    ;;
+esac
 
 if [[ ! -x $VENV/bin/python ]]; then
     python3 -m venv "$VENV" >&2

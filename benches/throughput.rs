@@ -1,0 +1,745 @@
+//! Framework overhead against raw rdkafka, measured in one process, on one broker, on the same
+//! pre-produced records. See `BENCHMARKS.md` for the results and how to read them.
+//!
+//! ```text
+//! cargo bench --bench throughput                  # every scenario, embedded broker
+//! cargo bench --bench throughput -- --quick       # scenarios 1 and 2, ends with `ratio listener/raw: <x>`
+//! KAFKA_BOOTSTRAP_SERVERS=host:port cargo bench --bench throughput   # a real broker
+//! ```
+//!
+//! Options: `--count N` (records per consume scenario), `--rounds N` (interleaved rounds),
+//! `--only a,b` (scenarios: consume, produce, latency, scaling, memory, python), `--json FILE`
+//! (results for `benches/chart.py`).
+
+mod alloc;
+mod python;
+mod report;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kafka_runtime::prelude::*;
+use kafka_runtime::{Config, EmbeddedKafka, RunningApplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use report::{Report, Row};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// Partitions of every benchmark topic (the listener's workers run one per partition).
+const PARTITIONS: i32 = 6;
+
+/// The seed's user event, padded to the record size under test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UserEvent {
+    event_type: String,
+    user_id: String,
+    email: Option<String>,
+    timestamp: Option<String>,
+    /// Nanoseconds since the benchmark started, for the latency scenario.
+    sent_at: u64,
+    padding: String,
+}
+
+fn event(n: usize, size: usize) -> UserEvent {
+    let mut event = UserEvent {
+        event_type: "user_updated".to_owned(),
+        user_id: format!("user-{n}"),
+        email: Some("user@example.com".to_owned()),
+        timestamp: Some("2026-11-28T00:00:00Z".to_owned()),
+        sent_at: 0,
+        padding: String::new(),
+    };
+    let bare = serde_json::to_vec(&event).map_or(0, |v| v.len());
+    event.padding = "x".repeat(size.saturating_sub(bare));
+    event
+}
+
+fn since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Where records go: the embedded mock cluster, or the broker at `KAFKA_BOOTSTRAP_SERVERS`.
+enum Broker {
+    Embedded(EmbeddedKafka),
+    External(String),
+}
+
+impl Broker {
+    fn start() -> Self {
+        match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(servers) if !servers.trim().is_empty() => Broker::External(servers),
+            _ => Broker::Embedded(EmbeddedKafka::start().expect("embedded cluster")),
+        }
+    }
+
+    fn bootstrap(&self) -> &str {
+        match self {
+            Broker::Embedded(embedded) => embedded.bootstrap_servers(),
+            Broker::External(servers) => servers,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Broker::Embedded(_) => "embedded mock cluster (librdkafka)".to_owned(),
+            Broker::External(servers) => format!("broker at {servers}"),
+        }
+    }
+
+    async fn topic(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", unique());
+        match self {
+            Broker::Embedded(embedded) => embedded
+                .create_topic(&name, PARTITIONS)
+                .expect("topic is created"),
+            Broker::External(servers) => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", servers)
+                    .create()
+                    .expect("admin client");
+                let topic = NewTopic::new(&name, PARTITIONS, TopicReplication::Fixed(1));
+                let options =
+                    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+                let results = admin
+                    .create_topics([&topic], &options)
+                    .await
+                    .expect("topics are created");
+                for result in results {
+                    if let Err((topic, code)) = result {
+                        panic!("cannot create {topic}: {code}");
+                    }
+                }
+            }
+        }
+        name
+    }
+
+    fn application(&self, config: Config) -> KafkaApplication {
+        let app = KafkaApplication::new(config);
+        match self {
+            Broker::Embedded(embedded) => app.with_embedded(embedded.clone()),
+            Broker::External(_) => app,
+        }
+    }
+}
+
+fn unique() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        since_start(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Produces `count` events of `size` bytes as fast as the client goes (the data of a scenario).
+fn produce_backlog(bootstrap: &str, topic: &str, count: usize, size: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for n in 0..count {
+        let key = format!("user-{}", n % 1000);
+        let value = serde_json::to_vec(&event(n, size)).expect("event encodes");
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    producer.poll(Duration::from_millis(1));
+                    record = returned;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("backlog is produced");
+}
+
+/// One consume run: records per second between the first and the last record handled, and
+/// allocations per record in that window.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    per_second: f64,
+    allocations: f64,
+}
+
+/// Counts records until a target, remembering when the first arrived.
+struct Counter {
+    target: u64,
+    seen: AtomicU64,
+    first: OnceLock<(Instant, u64)>,
+    last: Mutex<Option<(Instant, u64)>>,
+    done: Notify,
+    latencies: Mutex<Vec<u64>>,
+    record_latency: bool,
+}
+
+impl Counter {
+    fn new(target: usize, record_latency: bool) -> Arc<Self> {
+        Arc::new(Counter {
+            target: target as u64,
+            seen: AtomicU64::new(0),
+            first: OnceLock::new(),
+            last: Mutex::new(None),
+            done: Notify::new(),
+            latencies: Mutex::new(Vec::new()),
+            record_latency,
+        })
+    }
+
+    fn hit(&self, sent_at: u64) {
+        self.first
+            .get_or_init(|| (Instant::now(), alloc::count()));
+        if self.record_latency {
+            let latency = since_start().saturating_sub(sent_at);
+            if let Ok(mut latencies) = self.latencies.lock() {
+                latencies.push(latency);
+            }
+        }
+        if self.seen.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
+            if let Ok(mut last) = self.last.lock() {
+                *last = Some((Instant::now(), alloc::count()));
+            }
+            self.done.notify_one();
+        }
+    }
+
+    async fn wait(&self, patience: Duration) -> Run {
+        let finished = tokio::time::timeout(patience, async {
+            while self.seen.load(Ordering::Acquire) < self.target {
+                self.done.notified().await;
+            }
+        })
+        .await;
+        assert!(
+            finished.is_ok(),
+            "only {} of {} records arrived within {patience:?}",
+            self.seen.load(Ordering::Acquire),
+            self.target
+        );
+        let (start, allocs_start) = *self.first.get().expect("a first record");
+        let (end, allocs_end) = self
+            .last
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .expect("a last record");
+        let records = (self.target - 1).max(1) as f64;
+        Run {
+            per_second: records / end.duration_since(start).as_secs_f64().max(1e-9),
+            allocations: (allocs_end - allocs_start) as f64 / records,
+        }
+    }
+}
+
+/// Scenario 1: what our listener does per record, by hand: a StreamConsumer, the JSON payload
+/// into the struct, the offset stored, commits every second (librdkafka's auto-commit of stored
+/// offsets).
+async fn raw_consume(bootstrap: &str, topic: &str, counter: Arc<Counter>) -> Run {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("raw-{}", unique()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .expect("raw consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let reader = {
+        let counter = Arc::clone(&counter);
+        async move {
+            while counter.seen.load(Ordering::Acquire) < counter.target {
+                let message = match consumer.recv().await {
+                    Ok(message) => message,
+                    Err(error) => panic!("raw consumer: {error}"),
+                };
+                let event: UserEvent = match message.payload().map(serde_json::from_slice) {
+                    Some(Ok(event)) => event,
+                    other => panic!("undecodable record: {other:?}"),
+                };
+                consumer
+                    .store_offset_from_message(&message)
+                    .expect("offset is stored");
+                counter.hit(event.sent_at);
+            }
+        }
+    };
+    tokio::select! {
+        () = reader => {}
+        () = tokio::time::sleep(patience(counter.target)) => {}
+    }
+    counter.wait(Duration::ZERO).await
+}
+
+/// How long a scenario may take before it is declared stuck.
+fn patience(records: u64) -> Duration {
+    Duration::from_secs(60 + records / 2_000)
+}
+
+#[kafka_listener(
+    id = "bench",
+    topics = "${bench.topic}",
+    group = "${bench.group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn bench(Payload(event): Payload<UserEvent>, ack: Ack, State(counter): State<Arc<Counter>>) {
+    ack.acknowledge();
+    counter.hit(event.sent_at);
+}
+
+/// Scenario 2: the same through `#[kafka_listener]` with `Payload<T>` + `Ack` (manual acks).
+async fn listener_start(
+    broker: &Broker,
+    topic: &str,
+    concurrency: u32,
+    counter: Arc<Counter>,
+) -> RunningApplication {
+    let config = Config::from_toml_str(
+        &format!("[kafka]\nlistener.concurrency = {concurrency}\n"),
+        "bench",
+    )
+    .expect("bench config")
+    .with_bootstrap_servers(broker.bootstrap());
+    broker
+        .application(config)
+        .with_listeners(["bench"])
+        .with_property("bench.topic", topic)
+        .with_property("bench.group", format!("listener-{}", unique()))
+        .with_state(counter)
+        .start()
+        .await
+        .expect("listener starts")
+}
+
+async fn listener_consume(broker: &Broker, topic: &str, concurrency: u32, count: usize) -> Run {
+    let counter = Counter::new(count, false);
+    let running = listener_start(broker, topic, concurrency, Arc::clone(&counter)).await;
+    let run = counter.wait(patience(count as u64)).await;
+    running.shutdown().await;
+    run
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.is_empty() {
+        f64::NAN
+    } else if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+/// Scenarios 1 and 2, interleaved: per round raw then listener (or the other way round on odd
+/// rounds, so that neither always runs on a warmer machine).
+async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut Report) -> f64 {
+    let topic = broker.topic(&format!("consume-{size}b")).await;
+    produce_backlog(broker.bootstrap(), &topic, options.count, size);
+    let (mut raw, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_allocs, mut our_allocs) = (Vec::new(), Vec::new());
+    for round in 0..options.rounds {
+        let mut pair = [None, None];
+        for step in 0..2 {
+            let listener_turn = (step + round) % 2 == 1;
+            if listener_turn {
+                pair[1] = Some(listener_consume(broker, &topic, 1, options.count).await);
+            } else {
+                let counter = Counter::new(options.count, false);
+                pair[0] = Some(raw_consume(broker.bootstrap(), &topic, counter).await);
+            }
+        }
+        let (Some(r), Some(l)) = (pair[0], pair[1]) else {
+            continue;
+        };
+        eprintln!(
+            "  {size} B round {}: raw {:.0}/s, listener {:.0}/s, ratio {:.3}",
+            round + 1,
+            r.per_second,
+            l.per_second,
+            l.per_second / r.per_second
+        );
+        raw.push(r.per_second);
+        ours.push(l.per_second);
+        ratios.push(l.per_second / r.per_second);
+        raw_allocs.push(r.allocations);
+        our_allocs.push(l.allocations);
+    }
+    let ratio = median(&mut ratios);
+    report.rows.push(Row::new(
+        &format!("consume {size} B: raw rdkafka (1)"),
+        median(&mut raw),
+        "msg/s",
+    ));
+    report.rows.push(
+        Row::new(
+            &format!("consume {size} B: #[kafka_listener] (2)"),
+            median(&mut ours),
+            "msg/s",
+        )
+        .with_ratio("listener/raw", ratio),
+    );
+    report.rows.push(Row::new(
+        &format!("allocations per record {size} B: raw / listener"),
+        median(&mut raw_allocs),
+        &format!("/ {:.1}", median(&mut our_allocs)),
+    ));
+    ratio
+}
+
+/// Scenario 4: producing acks=all + gzip + JSON, raw pipelined `FutureProducer` against the
+/// template's `send` (pipelined by the caller) and `send_batch`.
+async fn produce(broker: &Broker, options: &Options, report: &mut Report) {
+    let count = options.count / 2;
+    let events: Vec<UserEvent> = (0..count).map(|n| event(n, 100)).collect();
+    let (mut raw, mut send, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..options.rounds {
+        let topic = broker.topic("produce").await;
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("acks", "all")
+            .set("compression.type", "gzip")
+            .create()
+            .expect("producer");
+        let started = Instant::now();
+        let sends = events.iter().enumerate().map(|(n, event)| {
+            let producer = producer.clone();
+            let topic = topic.clone();
+            let key = format!("user-{}", n % 1000);
+            let value = serde_json::to_vec(event).expect("encodes");
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(&topic).key(&key).payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| error)
+            }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        assert!(results.iter().all(Result::is_ok), "raw sends succeed");
+        raw.push(count as f64 / started.elapsed().as_secs_f64());
+
+        let config = Config::from_toml_str(
+            "[kafka.producer]\nacks = \"all\"\ncompression-type = \"gzip\"\n",
+            "bench",
+        )
+        .expect("producer config");
+        let template = KafkaTemplate::new(&config.kafka, broker.bootstrap()).expect("template");
+        let started = Instant::now();
+        let sends = events.iter().enumerate().map(|(n, event)| {
+            let template = template.clone();
+            let topic = topic.clone();
+            async move {
+                template
+                    .send(&topic, &format!("user-{}", n % 1000), event)
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        assert!(results.iter().all(Result::is_ok), "template sends succeed");
+        send.push(count as f64 / started.elapsed().as_secs_f64());
+
+        let records: Vec<(String, UserEvent)> = events
+            .iter()
+            .enumerate()
+            .map(|(n, event)| (format!("user-{}", n % 1000), event.clone()))
+            .collect();
+        let started = Instant::now();
+        let results = template.send_batch(&topic, records).await;
+        assert!(results.iter().all(Result::is_ok), "batch sends succeed");
+        batch.push(count as f64 / started.elapsed().as_secs_f64());
+    }
+    let raw = median(&mut raw);
+    report
+        .rows
+        .push(Row::new("produce 100 B: raw FutureProducer (4)", raw, "msg/s"));
+    let send = median(&mut send);
+    report.rows.push(
+        Row::new("produce 100 B: KafkaTemplate::send (4)", send, "msg/s")
+            .with_ratio("template/raw", send / raw),
+    );
+    let batch = median(&mut batch);
+    report.rows.push(
+        Row::new("produce 100 B: KafkaTemplate::send_batch (4)", batch, "msg/s")
+            .with_ratio("template/raw", batch / raw),
+    );
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)] as f64 / 1_000.0
+}
+
+/// Scenario 5: produce-to-handler latency at a fixed, moderate rate.
+async fn latency(broker: &Broker, options: &Options, report: &mut Report) {
+    let rate = 2_000u64;
+    let count = if options.quick { 2_000 } else { 20_000 };
+    for listener in [false, true] {
+        let topic = broker.topic("latency").await;
+        let counter = Counter::new(count, true);
+        let running = if listener {
+            Some(listener_start(broker, &topic, 1, Arc::clone(&counter)).await)
+        } else {
+            let bootstrap = broker.bootstrap().to_owned();
+            let (topic, counter) = (topic.clone(), Arc::clone(&counter));
+            tokio::spawn(async move {
+                raw_consume(&bootstrap, &topic, counter).await;
+            });
+            None
+        };
+        // Wait out the group join, so that records are not queued behind it.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("linger.ms", "0")
+            .create()
+            .expect("producer");
+        let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+        for n in 0..count {
+            tick.tick().await;
+            let mut event = event(n, 100);
+            event.sent_at = since_start();
+            let value = serde_json::to_vec(&event).expect("encodes");
+            let record = FutureRecord::<(), _>::to(&topic).payload(&value);
+            // The delivery future is not awaited: sends keep the rate.
+            drop(producer.send_result(record));
+        }
+        counter.wait(patience(count as u64)).await;
+        if let Some(running) = running {
+            running.shutdown().await;
+        }
+        let mut latencies = counter.latencies.lock().map(|l| l.clone()).unwrap_or_default();
+        latencies.sort_unstable();
+        let name = if listener { "#[kafka_listener]" } else { "raw rdkafka" };
+        report.rows.push(Row::new(
+            &format!("latency at {rate}/s, {name}: p50 / p99 / p99.9 (5)"),
+            percentile(&latencies, 0.5),
+            &format!(
+                "µs / {:.0} µs / {:.0} µs",
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 0.999)
+            ),
+        ));
+    }
+}
+
+/// Scenario 7: the listener's throughput at concurrency 1, 2 and 3 on the 6-partition topic.
+async fn scaling(broker: &Broker, options: &Options, report: &mut Report) {
+    let topic = broker.topic("scaling").await;
+    produce_backlog(broker.bootstrap(), &topic, options.count, 100);
+    for concurrency in 1..=3 {
+        let mut runs: Vec<f64> = Vec::new();
+        for _ in 0..options.rounds {
+            runs.push(
+                listener_consume(broker, &topic, concurrency, options.count)
+                    .await
+                    .per_second,
+            );
+        }
+        report.rows.push(Row::new(
+            &format!("listener, concurrency {concurrency} (7)"),
+            median(&mut runs),
+            "msg/s",
+        ));
+    }
+}
+
+#[kafka_listener(
+    id = "slowish",
+    topics = "${bench.topic}",
+    group = "${bench.group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn slowish(Payload(event): Payload<UserEvent>, ack: Ack, State(counter): State<Arc<Counter>>) {
+    // ~20 µs of work per record.
+    let until = Instant::now() + Duration::from_micros(20);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    ack.acknowledge();
+    counter.hit(event.sent_at);
+}
+
+/// Scenario 6, in a process of its own (`--memory N`): drains an N-record backlog with a
+/// slow-ish handler and prints the peak RSS.
+async fn memory_child(broker: &Broker, count: usize) {
+    let topic = broker.topic("memory").await;
+    produce_backlog(broker.bootstrap(), &topic, count, 100);
+    let before = report::peak_rss_kib();
+    let counter = Counter::new(count, false);
+    let config = Config::from_toml_str("[kafka]\n", "bench")
+        .expect("config")
+        .with_bootstrap_servers(broker.bootstrap());
+    let running = broker
+        .application(config)
+        .with_listeners(["slowish"])
+        .with_property("bench.topic", &topic)
+        .with_property("bench.group", format!("memory-{}", unique()))
+        .with_state(Arc::clone(&counter))
+        .start()
+        .await
+        .expect("listener starts");
+    counter.wait(patience(count as u64) * 4).await;
+    running.shutdown().await;
+    println!("peak-rss-kib {} {}", before, report::peak_rss_kib());
+}
+
+async fn memory(options: &Options, report: &mut Report) {
+    let counts: &[usize] = if options.quick {
+        &[20_000, 100_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    for &count in counts {
+        let exe = std::env::current_exe().expect("bench binary");
+        let output = std::process::Command::new(exe)
+            .args(["--memory", &count.to_string()])
+            .output()
+            .expect("memory child runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some((produced, drained)) = stdout.lines().find_map(|line| {
+            let mut parts = line.strip_prefix("peak-rss-kib ")?.split_whitespace();
+            Some((parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?))
+        }) else {
+            panic!(
+                "memory child failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        report.rows.push(Row::new(
+            &format!("peak RSS draining {count} records (6)"),
+            drained / 1024.0,
+            &format!("MiB (after producing them: {:.0} MiB)", produced / 1024.0),
+        ));
+    }
+}
+
+/// Command-line options.
+struct Options {
+    quick: bool,
+    count: usize,
+    rounds: usize,
+    only: Option<Vec<String>>,
+    json: Option<String>,
+    memory: Option<usize>,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut options = Options {
+            quick: false,
+            count: 200_000,
+            rounds: 3,
+            only: None,
+            json: None,
+            memory: None,
+        };
+        let mut args = std::env::args().skip(1);
+        let mut count = None;
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => options.quick = true,
+                "--count" => count = args.next().and_then(|v| v.parse().ok()),
+                "--rounds" => {
+                    options.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(3);
+                }
+                "--only" => {
+                    options.only = args
+                        .next()
+                        .map(|list| list.split(',').map(str::to_owned).collect());
+                }
+                "--json" => options.json = args.next(),
+                "--memory" => options.memory = args.next().and_then(|v| v.parse().ok()),
+                // `cargo bench` passes `--bench`; `cargo test` may pass filters.
+                _ => {}
+            }
+        }
+        if options.quick {
+            options.count = 100_000;
+        }
+        if let Some(count) = count {
+            options.count = count;
+        }
+        options
+    }
+
+    fn runs(&self, scenario: &str) -> bool {
+        match &self.only {
+            Some(only) => only.iter().any(|s| s == scenario),
+            None => !self.quick || scenario == "consume",
+        }
+    }
+}
+
+fn main() {
+    let options = Options::parse();
+    since_start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let broker = Broker::start();
+        if let Some(count) = options.memory {
+            memory_child(&broker, count).await;
+            return;
+        }
+        let mut report = Report::new(&broker.describe(), &options);
+        eprintln!("broker: {}", broker.describe());
+        let mut ratio = f64::NAN;
+        if options.runs("consume") {
+            ratio = consume(&broker, &options, 100, &mut report).await;
+            if !options.quick {
+                consume(&broker, &options, 1_000, &mut report).await;
+            }
+        }
+        if options.runs("produce") {
+            produce(&broker, &options, &mut report).await;
+        }
+        if options.runs("latency") {
+            latency(&broker, &options, &mut report).await;
+        }
+        if options.runs("scaling") {
+            scaling(&broker, &options, &mut report).await;
+        }
+        if options.runs("memory") {
+            memory(&options, &mut report).await;
+        }
+        if options.runs("python") {
+            python::run(&broker, &options, &mut report).await;
+        }
+        report.print();
+        if let Some(path) = &options.json {
+            report.write_json(path);
+        }
+        if options.runs("consume") {
+            println!("ratio listener/raw: {ratio:.3}");
+        }
+    });
+}
