@@ -55,9 +55,19 @@ pub async fn run(broker: &Broker, options: &Options, report: &mut Report) {
     produce_backlog(bootstrap, &topic, options.count, 100);
     let seed = peer(
         &python,
-        &["seed-consume", bootstrap, &topic, &format!("seed-{}", unique()), &seed_count.to_string()],
+        &[
+            "seed-consume",
+            bootstrap,
+            &topic,
+            &format!("seed-{}", unique()),
+            &seed_count.to_string(),
+        ],
     );
-    let mut row = Row::new("consume 100 B: the seed's Python consumer (3)", seed, "msg/s");
+    let mut row = Row::new(
+        "consume 100 B: the seed's Python consumer (3)",
+        seed,
+        "msg/s",
+    );
     if let Some(ours) = ours {
         row = row.with_ratio("listener/this", ours / seed);
     }
@@ -72,7 +82,11 @@ pub async fn run(broker: &Broker, options: &Options, report: &mut Report) {
             &options.count.to_string(),
         ],
     );
-    let mut row = Row::new("consume 100 B: Python confluent-kafka (3)", confluent, "msg/s");
+    let mut row = Row::new(
+        "consume 100 B: Python confluent-kafka (3)",
+        confluent,
+        "msg/s",
+    );
     if let Some(ours) = ours {
         row = row.with_ratio("listener/this", ours / confluent);
     }

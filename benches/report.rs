@@ -67,7 +67,10 @@ impl Report {
                 .as_ref()
                 .map(|(what, ratio)| format!("{what} {ratio:.3}"))
                 .unwrap_or_default();
-            println!("| {} | {:.0} | {} | {ratio} |", row.name, row.value, row.unit);
+            println!(
+                "| {} | {:.0} | {} | {ratio} |",
+                row.name, row.value, row.unit
+            );
         }
         println!();
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -29,6 +30,8 @@ use crate::management::health::ConsumerHealth;
 use crate::management::metrics::CommitMetrics;
 use crate::record::ConsumerRecord;
 
+/// How long a full partition may hold up reading before it is paused (see `PollLoop::gate`).
+const GATE_PATIENCE: Duration = Duration::from_millis(100);
 /// How long the final commit and the close may take at shutdown, and the longest wait for a
 /// commit in the rebalance callback or of a `manual_immediate` acknowledgment.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -56,6 +59,8 @@ pub(crate) enum Command {
 struct Slot {
     state: Arc<PartitionState>,
     jobs: mpsc::UnboundedSender<Job>,
+    /// Records of the current batch, handed to the worker together at the batch's end.
+    pending: Vec<Job>,
     /// The epoch of the last seek; records are dropped while the state's epoch is newer.
     dispatch_epoch: u64,
     paused_full: bool,
@@ -77,6 +82,8 @@ pub(crate) struct ConsumerShared {
     consumer: OnceLock<Weak<ListenerConsumer>>,
     pub(crate) health: Arc<ConsumerHealth>,
     committer: OnceLock<Committer>,
+    /// Reading waits for a full partition: every acknowledgment wakes the poll loop.
+    gated: AtomicBool,
 }
 
 impl ConsumerShared {
@@ -99,6 +106,7 @@ impl ConsumerShared {
             consumer: OnceLock::new(),
             health,
             committer: OnceLock::new(),
+            gated: AtomicBool::new(false),
         });
         (shared, receiver)
     }
@@ -140,6 +148,9 @@ impl ConsumerShared {
     /// Called on every acknowledgment; `advanced` when the committable offset moved.
     pub(crate) fn acknowledged(&self, partition: &PartitionState, advanced: bool) {
         self.acked.fetch_add(1, Ordering::Relaxed);
+        if self.gated.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
         if !advanced {
             return;
         }
@@ -154,8 +165,10 @@ impl ConsumerShared {
             }
             return;
         }
-        self.dirty.store(true, Ordering::Release);
-        self.notify.notify_one();
+        // One wake-up per commit cycle: the poll loop commits whatever was acknowledged by then.
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
     }
 
     /// Commits `tpl` after every commit queued before it and waits for the answer.
@@ -354,6 +367,7 @@ pub(crate) async fn run(
         workers: Vec::new(),
         batch: 0,
         last_commit: Instant::now(),
+        full_since: None,
     };
     let spec = Arc::clone(&shared.spec);
     // Declared after `poll`, so dropped before it: the handle holds the last reference.
@@ -363,32 +377,31 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(spec.ack_time.min(spec.poll_timeout));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            Some(command) = commands.recv() => {
-                poll.command(command);
+        // Take what is ready without waiting; the batch ends when nothing is, when it is full,
+        // or when a partition is.
+        if poll.full_since.is_none() && poll.batch < spec.max_poll_records {
+            if let Some(message) = consumer.recv().now_or_never() {
+                poll.received(message);
+                poll.maybe_commit(false);
                 continue;
             }
-            message = consumer.recv() => {
-                match message {
-                    Ok(message) => poll.dispatch(&message),
-                    Err(error) => tracing::warn!(consumer = %shared.name, %error, "consumer error"),
-                }
-                poll.batch += 1;
-                if poll.batch < spec.max_poll_records {
-                    poll.maybe_commit(false);
-                    continue;
-                }
-            }
-            _ = shared.notify.notified() => {}
-            _ = tick.tick() => {}
         }
-        // Nothing was ready, or the batch is full: the batch ends here.
+        poll.flush();
         shared.health.turned();
         poll.batch = 0;
         poll.maybe_commit(true);
         poll.resume_drained();
+        let gate = poll.gate();
+        let look_again = gate.unwrap_or_else(Instant::now);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            Some(command) = commands.recv() => poll.command(command),
+            message = consumer.recv(), if gate.is_none() => poll.received(message),
+            _ = shared.notify.notified() => {}
+            _ = tokio::time::sleep_until(look_again.into()), if gate.is_some() => {}
+            _ = tick.tick() => {}
+        }
     }
     drop(consumer);
     poll.stop().await
@@ -410,9 +423,19 @@ struct PollLoop {
     workers: Vec<JoinHandle<()>>,
     batch: u32,
     last_commit: Instant,
+    /// Since when a partition has been full (reading waits; see `gate`).
+    full_since: Option<Instant>,
 }
 
 impl PollLoop {
+    fn received(&mut self, message: Result<BorrowedMessage<'_>, KafkaError>) {
+        match message {
+            Ok(message) => self.dispatch(&message),
+            Err(error) => tracing::warn!(consumer = %self.shared.name, %error, "consumer error"),
+        }
+        self.batch += 1;
+    }
+
     fn dispatch(&mut self, message: &BorrowedMessage<'_>) {
         let (partition, offset) = (message.partition(), message.offset());
         let mut slots = self.shared.slots();
@@ -439,6 +462,7 @@ impl PollLoop {
                 slots.push(Slot {
                     state,
                     jobs,
+                    pending: Vec::new(),
                     dispatch_epoch,
                     paused_full: false,
                     paused_rewind: false,
@@ -453,19 +477,48 @@ impl PollLoop {
         }
         let record = ConsumerRecord::detach(message, slot.state.topic_arc());
         let in_flight = slot.state.dispatch(offset);
-        let job = Job {
+        slot.pending.push(Job {
             record,
             epoch: slot.dispatch_epoch,
-        };
-        if slot.jobs.send(job).is_err() {
-            return;
-        }
+        });
         if in_flight >= self.shared.spec.max_in_flight && !slot.paused_full {
-            slot.paused_full = true;
-            if !slot.paused_rewind {
-                self.pause(&slot.state, true);
+            // Stop reading for now; `gate` pauses the partition if it stays full.
+            self.full_since.get_or_insert_with(Instant::now);
+            self.shared.gated.store(true, Ordering::Release);
+        }
+    }
+
+    /// While a partition holds `max-in-flight` records, reading stops (the batch ends) instead of
+    /// pausing it: pausing makes librdkafka drop what it prefetched for the partition, and in a
+    /// backlog, where every partition keeps filling up, that costs far more than a short wait.
+    /// A partition still full after `GATE_PATIENCE` (a slow handler) is paused, so that the
+    /// others flow again. Returns when to look again, while reading waits.
+    fn gate(&mut self) -> Option<Instant> {
+        let since = self.full_since?;
+        let max = self.shared.spec.max_in_flight;
+        let patience_over = since.elapsed() >= GATE_PATIENCE;
+        let mut full = false;
+        let mut slots = self.shared.slots();
+        for slot in slots.iter_mut().filter(|s| !s.paused_full) {
+            if slot.state.in_flight() < max {
+                continue;
+            }
+            if patience_over {
+                slot.paused_full = true;
+                if !slot.paused_rewind {
+                    self.pause(&slot.state, true);
+                }
+            } else {
+                full = true;
             }
         }
+        drop(slots);
+        if full {
+            return Some(since + GATE_PATIENCE);
+        }
+        self.full_since = None;
+        self.shared.gated.store(false, Ordering::Release);
+        None
     }
 
     fn pause(&self, state: &PartitionState, pause: bool) {
@@ -484,6 +537,16 @@ impl PollLoop {
                 consumer = %self.shared.name, topic = state.topic(), partition = state.partition(),
                 %error, pause, "cannot pause/resume partition"
             );
+        }
+    }
+
+    /// Hands the batch's records to their workers: one wake-up per worker and batch, not per record.
+    fn flush(&mut self) {
+        for slot in self.shared.slots().iter_mut() {
+            for job in slot.pending.drain(..) {
+                // A closed channel means the worker ended (revoked); the record is not committed.
+                let _ = slot.jobs.send(job);
+            }
         }
     }
 
