@@ -50,9 +50,10 @@ pub async fn run(broker: &Broker, options: &Options, report: &mut Report) {
     let ours = listener_rate(report);
 
     // The seed commits after every record (~1k records/s): a smaller backlog keeps it short.
-    let seed_count = options.count.min(20_000);
+    let count = broker.capacity(options.count, 100);
+    let seed_count = count.min(20_000);
     let topic = broker.topic("python").await;
-    produce_backlog(bootstrap, &topic, options.count, 100);
+    produce_backlog(bootstrap, &topic, count, 100);
     let seed = peer(
         &python,
         &[
@@ -79,7 +80,7 @@ pub async fn run(broker: &Broker, options: &Options, report: &mut Report) {
             bootstrap,
             &topic,
             &format!("confluent-{}", unique()),
-            &options.count.to_string(),
+            &count.to_string(),
         ],
     );
     let mut row = Row::new(

@@ -125,6 +125,24 @@ impl Broker {
         name
     }
 
+    /// How many records of `size` bytes a scenario may use: the mock cluster keeps at most 5 MB
+    /// (and 100,000 records) per partition and drops the oldest beyond that.
+    fn capacity(&self, wanted: usize, size: usize) -> usize {
+        match self {
+            Broker::Embedded(_) => {
+                let per_partition = (4 * 1024 * 1024) / (size + 120);
+                let fits = per_partition.min(90_000) * PARTITIONS as usize;
+                if wanted > fits {
+                    eprintln!(
+                        "  the embedded cluster keeps {fits} records of {size} B: using that many"
+                    );
+                }
+                wanted.min(fits)
+            }
+            Broker::External(_) => wanted,
+        }
+    }
+
     fn application(&self, config: Config) -> KafkaApplication {
         let app = KafkaApplication::new(config);
         match self {
@@ -146,6 +164,7 @@ fn unique() -> String {
 
 /// Produces `count` events of `size` bytes as fast as the client goes (the data of a scenario).
 fn produce_backlog(bootstrap: &str, topic: &str, count: usize, size: usize) {
+    let started = Instant::now();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -170,6 +189,10 @@ fn produce_backlog(bootstrap: &str, topic: &str, count: usize, size: usize) {
     producer
         .flush(Duration::from_secs(120))
         .expect("backlog is produced");
+    eprintln!(
+        "  produced {count} records of {size} B to {topic} in {:.1?}",
+        started.elapsed()
+    );
 }
 
 /// One consume run: records per second between the first and the last record handled, and
@@ -251,8 +274,15 @@ impl Counter {
 /// Scenario 1: what our listener does per record, by hand: a StreamConsumer, the JSON payload
 /// into the struct, the offset stored, commits every second (librdkafka's auto-commit of stored
 /// offsets).
-async fn raw_consume(bootstrap: &str, topic: &str, counter: Arc<Counter>) -> Run {
-    let consumer: StreamConsumer = ClientConfig::new()
+/// librdkafka consumer properties a scenario sets on both sides.
+type Tuning = &'static [(&'static str, &'static str)];
+
+async fn raw_consume(bootstrap: &str, topic: &str, counter: Arc<Counter>, tuning: Tuning) -> Run {
+    let mut config = ClientConfig::new();
+    for (key, value) in tuning {
+        config.set(*key, *value);
+    }
+    let consumer: StreamConsumer = config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("raw-{}", unique()))
         .set("auto.offset.reset", "earliest")
@@ -311,10 +341,15 @@ async fn listener_start(
     topic: &str,
     concurrency: u32,
     counter: Arc<Counter>,
+    tuning: Tuning,
 ) -> RunningApplication {
+    let properties: String = tuning
+        .iter()
+        .map(|(key, value)| format!("consumer.properties.\"{key}\" = \"{value}\"\n"))
+        .collect();
     let config = Config::from_toml_str(
         &format!(
-            "[kafka]\nlistener.concurrency = {concurrency}\n{}\n",
+            "[kafka]\nlistener.concurrency = {concurrency}\n{properties}{}\n",
             std::env::var("BENCH_LISTENER").unwrap_or_default()
         ),
         "bench",
@@ -334,7 +369,7 @@ async fn listener_start(
 
 async fn listener_consume(broker: &Broker, topic: &str, concurrency: u32, count: usize) -> Run {
     let counter = Counter::new(count, false);
-    let running = listener_start(broker, topic, concurrency, Arc::clone(&counter)).await;
+    let running = listener_start(broker, topic, concurrency, Arc::clone(&counter), &[]).await;
     let run = counter.wait(patience(count as u64)).await;
     running.shutdown().await;
     run
@@ -355,8 +390,9 @@ fn median(values: &mut [f64]) -> f64 {
 /// Scenarios 1 and 2, interleaved: per round raw then listener (or the other way round on odd
 /// rounds, so that neither always runs on a warmer machine).
 async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut Report) -> f64 {
+    let count = broker.capacity(options.count, size);
     let topic = broker.topic(&format!("consume-{size}b")).await;
-    produce_backlog(broker.bootstrap(), &topic, options.count, size);
+    produce_backlog(broker.bootstrap(), &topic, count, size);
     let (mut raw, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut raw_allocs, mut our_allocs) = (Vec::new(), Vec::new());
     for round in 0..options.rounds {
@@ -364,10 +400,10 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
         for step in 0..2 {
             let listener_turn = (step + round) % 2 == 1;
             if listener_turn {
-                pair[1] = Some(listener_consume(broker, &topic, 1, options.count).await);
+                pair[1] = Some(listener_consume(broker, &topic, 1, count).await);
             } else {
-                let counter = Counter::new(options.count, false);
-                pair[0] = Some(raw_consume(broker.bootstrap(), &topic, counter).await);
+                let counter = Counter::new(count, false);
+                pair[0] = Some(raw_consume(broker.bootstrap(), &topic, counter, &[]).await);
             }
         }
         let (Some(r), Some(l)) = (pair[0], pair[1]) else {
@@ -415,7 +451,7 @@ async fn produce(broker: &Broker, options: &Options, report: &mut Report) {
     let events: Vec<UserEvent> = (0..count).map(|n| event(n, 100)).collect();
     let (mut raw, mut send, mut batch) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..options.rounds {
-        let topic = broker.topic("produce").await;
+        let topic = broker.topic("produce-raw").await;
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", broker.bootstrap())
             .set("acks", "all")
@@ -449,6 +485,7 @@ async fn produce(broker: &Broker, options: &Options, report: &mut Report) {
         )
         .expect("producer config");
         let template = KafkaTemplate::new(&config.kafka, broker.bootstrap()).expect("template");
+        let topic = broker.topic("produce-send").await;
         let started = Instant::now();
         let sends = events.iter().enumerate().map(|(n, event)| {
             let template = template.clone();
@@ -468,6 +505,7 @@ async fn produce(broker: &Broker, options: &Options, report: &mut Report) {
             .enumerate()
             .map(|(n, event)| (format!("user-{}", n % 1000), event.clone()))
             .collect();
+        let topic = broker.topic("produce-batch").await;
         let started = Instant::now();
         let results = template.send_batch(&topic, records).await;
         assert!(results.iter().all(Result::is_ok), "batch sends succeed");
@@ -503,6 +541,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)] as f64 / 1_000.0
 }
 
+/// The mock cluster answers a fetch only after `fetch.wait.max.ms` (500 ms by default) even
+/// when records are there; a real broker answers at once. Both sides wait at most 5 ms here.
+const LATENCY_TUNING: Tuning = &[("fetch.wait.max.ms", "5")];
+
 /// Scenario 5: produce-to-handler latency at a fixed, moderate rate.
 async fn latency(broker: &Broker, options: &Options, report: &mut Report) {
     let rate = 2_000u64;
@@ -511,12 +553,12 @@ async fn latency(broker: &Broker, options: &Options, report: &mut Report) {
         let topic = broker.topic("latency").await;
         let counter = Counter::new(count, true);
         let running = if listener {
-            Some(listener_start(broker, &topic, 1, Arc::clone(&counter)).await)
+            Some(listener_start(broker, &topic, 1, Arc::clone(&counter), LATENCY_TUNING).await)
         } else {
             let bootstrap = broker.bootstrap().to_owned();
             let (topic, counter) = (topic.clone(), Arc::clone(&counter));
             tokio::spawn(async move {
-                raw_consume(&bootstrap, &topic, counter).await;
+                raw_consume(&bootstrap, &topic, counter, LATENCY_TUNING).await;
             });
             None
         };
@@ -566,13 +608,14 @@ async fn latency(broker: &Broker, options: &Options, report: &mut Report) {
 
 /// Scenario 7: the listener's throughput at concurrency 1, 2 and 3 on the 6-partition topic.
 async fn scaling(broker: &Broker, options: &Options, report: &mut Report) {
+    let count = broker.capacity(options.count, 100);
     let topic = broker.topic("scaling").await;
-    produce_backlog(broker.bootstrap(), &topic, options.count, 100);
+    produce_backlog(broker.bootstrap(), &topic, count, 100);
     for concurrency in 1..=3 {
         let mut runs: Vec<f64> = Vec::new();
         for _ in 0..options.rounds {
             runs.push(
-                listener_consume(broker, &topic, concurrency, options.count)
+                listener_consume(broker, &topic, concurrency, count)
                     .await
                     .per_second,
             );
@@ -609,6 +652,7 @@ async fn slowish(
 /// Scenario 6, in a process of its own (`--memory N`): drains an N-record backlog with a
 /// slow-ish handler and prints the peak RSS.
 async fn memory_child(broker: &Broker, count: usize) {
+    let count = broker.capacity(count, 100);
     let topic = broker.topic("memory").await;
     produce_backlog(broker.bootstrap(), &topic, count, 100);
     let before = report::peak_rss_kib();
@@ -627,6 +671,7 @@ async fn memory_child(broker: &Broker, count: usize) {
         .expect("listener starts");
     counter.wait(patience(count as u64) * 4).await;
     running.shutdown().await;
+    println!("records {count}");
     println!("peak-rss-kib {} {}", before, report::peak_rss_kib());
 }
 
@@ -655,6 +700,10 @@ async fn memory(options: &Options, report: &mut Report) {
                 String::from_utf8_lossy(&output.stderr)
             );
         };
+        let count = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("records ")?.trim().parse().ok())
+            .unwrap_or(count);
         report.rows.push(Row::new(
             &format!("peak RSS draining {count} records (6)"),
             drained / 1024.0,
@@ -732,6 +781,12 @@ impl Options {
 
 fn main() {
     let options = Options::parse();
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     since_start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,7 +18,8 @@
 # Secured brokers are separate instances: give each its own BROKER_DIR.
 # The install compiles ~400 crates: about 25 minutes on 2 cores the first time, nothing later.
 # TANSU_CACHE (default ~/.cache/kafka-runtime) holds the binary; BROKER_DIR (default
-# target/broker) holds the pid, port, log and database of the running broker.
+# target/broker) holds the pid, port, log and database of the running broker; BROKER_PORT makes
+# `start` use that port (to restart a stopped broker where its clients expect it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,7 +101,7 @@ start() {
         return
     fi
     local port
-    port=$(free_port)
+    port=${BROKER_PORT:-$(free_port)}
     launch "$port" "$port"
     echo "127.0.0.1:$port"
 }

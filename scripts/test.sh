@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The example and scale-out tests run target/debug/examples/user-events as a user would.
+# The example, scale-out and reliability tests run target/debug/examples/* as a user would. The
+# benchmark is built and smoke-run (tiny count) by `cargo test --all-targets` below.
 cargo build --workspace --examples --locked
 
 log=$(mktemp)
@@ -31,6 +32,6 @@ fi
 echo "== pass 2: end-to-end tests against $backend"
 KAFKA_BOOTSTRAP_SERVERS=$bootstrap cargo test -p tests --locked \
     --test listener --test template --test startup --test errors --test interop --test scale_out \
-    --test management --test service --test security 2>&1 | tee -a "$log"
+    --test management --test service --test security --test faults 2>&1 | tee -a "$log"
 
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"

@@ -80,9 +80,11 @@ def confluent_consume(bootstrap: str, topic: str, group: str, count: int) -> flo
 
 
 class BatchProducer(KafkaMessageProducer):
-    """The seed's send_batch. As written, it calls `send_and_wait(topic, batch=batch)`, which
-    aiokafka does not have (a TypeError); aiokafka's call for a batch is
-    `send_batch(batch, topic, partition=...)`, used here, spreading batches over partitions."""
+    """The seed's send_batch, made to run. As written it fails twice: it encodes keys and values
+    itself although the seed's producer has serializers (which then get bytes: AttributeError),
+    and it calls `send_and_wait(topic, batch=batch)`, which aiokafka does not have (TypeError).
+    Here the serializers encode, and batches go out with aiokafka's
+    `send_batch(batch, topic, partition=...)`, spread over the partitions."""
 
     async def send_batch(self, topic: str, messages: list) -> None:
         producer = self._producer
@@ -91,12 +93,11 @@ class BatchProducer(KafkaMessageProducer):
         batch = producer.create_batch()
         pending = []
         for key, value in messages:
-            encoded = json.dumps(value).encode()
-            if batch.append(key=key.encode() if key else None, value=encoded, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None) is None:
                 pending.append(await producer.send_batch(batch, topic, partition=partitions[turn % len(partitions)]))
                 turn += 1
                 batch = producer.create_batch()
-                batch.append(key=key.encode() if key else None, value=encoded, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None)
         if batch.record_count() > 0:
             pending.append(await producer.send_batch(batch, topic, partition=partitions[turn % len(partitions)]))
         await asyncio.gather(*pending)

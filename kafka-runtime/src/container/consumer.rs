@@ -504,6 +504,10 @@ impl PollLoop {
                 continue;
             }
             if patience_over {
+                tracing::debug!(
+                    consumer = %self.shared.name, topic = slot.state.topic(), partition = slot.state.partition(),
+                    "partition full for {GATE_PATIENCE:?}; pausing it"
+                );
                 slot.paused_full = true;
                 if !slot.paused_rewind {
                     self.pause(&slot.state, true);

@@ -196,12 +196,18 @@ pub fn read_topic(
 
 /// `target/<profile>/examples/user-events`, which `scripts/test.sh` builds before the tests.
 pub fn example_binary() -> std::path::PathBuf {
+    example("user-events")
+}
+
+/// `target/<profile>/examples/<name>`, which `scripts/test.sh` builds before the tests.
+pub fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let binary = exe
         .parent()
         .and_then(std::path::Path::parent)
         .expect("target/<profile>/deps")
-        .join("examples/user-events");
+        .join("examples")
+        .join(name);
     assert!(
         binary.exists(),
         "{} is missing: build it first with cargo build --examples",

@@ -1,0 +1,66 @@
+//! An at-least-once sink: every record is appended to a ledger file (its partition, offset, key
+//! and value, one line each) before it is acknowledged, so a crash at any point loses nothing —
+//! what was appended but not yet committed is delivered, and appended, again. The reliability
+//! tests run it as a child process and kill it with SIGKILL.
+//!
+//! ```text
+//! LEDGER_FILE=ledger.txt LEDGER_TOPIC=orders cargo run --example ledger
+//! ```
+//!
+//! `LEDGER_TOPIC` / `LEDGER_GROUP` (or `ledger.topic` / `ledger.group` properties) name the topic
+//! and group; the command line is `kafka_runtime::run`'s (`--config`, `--set`, ...).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use kafka_runtime::prelude::*;
+
+/// The append-only file. Each line goes to the operating system in one `write` before the record
+/// is acknowledged: a killed process loses none of it (only the machine losing power could).
+#[derive(Clone)]
+struct Ledger(Arc<Mutex<File>>);
+
+impl Ledger {
+    fn append(&self, line: &str) -> std::io::Result<()> {
+        let mut file = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(line.as_bytes())
+    }
+}
+
+#[kafka_listener(
+    topics = "${ledger.topic:ledger}",
+    group = "${ledger.group:ledger}",
+    ack_mode = "manual"
+)]
+async fn record(
+    Payload(value): Payload<String>,
+    key: Option<Key<String>>,
+    metadata: Metadata,
+    ack: Ack,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
+    let key = key.map_or_else(|| "-".to_owned(), |Key(key)| key);
+    ledger.append(&format!(
+        "{} {} {key} {value}\n",
+        metadata.partition, metadata.offset
+    ))?;
+    ack.acknowledge();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let path = std::env::var("LEDGER_FILE").unwrap_or_else(|_| "ledger.txt".to_owned());
+    let file = match OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!("error: cannot open the ledger {path}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    kafka_runtime::run_with(|app| app.with_state(Ledger(Arc::new(Mutex::new(file)))))
+}

@@ -1,0 +1,251 @@
+//! At-least-once under the faults of production, counted record by record: the `ledger` example
+//! (append each record to a file, then acknowledge) killed with SIGKILL at random points and
+//! restarted; nothing may be lost, and duplicates may only come from records not yet committed
+//! at the kill.
+//!
+//! `RELIABILITY_SOAK=1` runs the long version (more records, more rounds) for manual runs.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::Cluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+const PARTITIONS: i32 = 3;
+
+fn soak() -> bool {
+    std::env::var("RELIABILITY_SOAK").is_ok_and(|v| v == "1")
+}
+
+/// A small deterministic generator (xorshift), seeded from the clock and printed, so that a
+/// failing run can be told apart from others.
+struct Random(u64);
+
+impl Random {
+    fn new() -> Self {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        eprintln!("random seed {seed}");
+        Random(seed)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, count: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    for n in 0..count {
+        let key = format!("key-{}", n % 97);
+        let value = format!("id-{n}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = returned;
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("records are produced");
+}
+
+/// One line of the ledger: (partition, offset, key, value).
+fn ledger(path: &Path) -> Vec<(i32, i64, String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        // A line cut by the kill is not a record the service acknowledged.
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            let partition = parts.next()?.parse().ok()?;
+            let offset = parts.next()?.parse().ok()?;
+            let key = parts.next()?.to_owned();
+            let value = parts.next()?.to_owned();
+            Some((partition, offset, key, value))
+        })
+        .collect()
+}
+
+/// The ledger service, as a child process on the test's cluster.
+struct Service {
+    dir: PathBuf,
+    ledger: PathBuf,
+    bootstrap: String,
+    topic: String,
+    group: String,
+}
+
+impl Service {
+    fn new(cluster: &Cluster, topic: &str) -> Self {
+        let dir = std::env::temp_dir().join(common::unique("ledger"));
+        std::fs::create_dir_all(&dir).expect("work dir");
+        // A killed member holds its partitions until its session times out: keep that short
+        // (6 s is the smallest a broker accepts by default).
+        std::fs::write(
+            dir.join("application.toml"),
+            "[kafka.listener]\nconcurrency = 1\n\
+             [kafka.consumer.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n",
+        )
+        .expect("config");
+        Service {
+            ledger: dir.join("ledger.txt"),
+            dir,
+            bootstrap: cluster.bootstrap().to_owned(),
+            topic: topic.to_owned(),
+            group: common::unique("ledger-group"),
+        }
+    }
+
+    fn start(&self) -> Child {
+        Command::new(common::example("ledger"))
+            .current_dir(&self.dir)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env("LEDGER_TOPIC", &self.topic)
+            .env("LEDGER_GROUP", &self.group)
+            .env("LEDGER_FILE", &self.ledger)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ledger service starts")
+    }
+
+    fn lines(&self) -> usize {
+        ledger(&self.ledger).len()
+    }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal}");
+}
+
+#[test]
+fn kill_9_at_random_points_loses_nothing() {
+    let cluster = Cluster::start();
+    let (records, rounds) = if soak() {
+        (1_000_000, 50)
+    } else {
+        (100_000, 10)
+    };
+    let topic = cluster.topic("ledger", PARTITIONS);
+    produce(cluster.bootstrap(), &topic, records);
+    let service = Service::new(&cluster, &topic);
+    let mut random = Random::new();
+    let per_round = records / (rounds + 1);
+
+    let mut duplicates_per_round = Vec::new();
+    let started = Instant::now();
+    for round in 0..rounds {
+        let before = service.lines();
+        let mut child = service.start();
+        // Kill somewhere between a quarter and one and a half of an even share of the records.
+        let target =
+            before + per_round / 4 + random.below((per_round + per_round / 4) as u64) as usize;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while service.lines() < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&child, "-KILL");
+        let status = child.wait().expect("the service dies");
+        assert!(!status.success(), "round {round}: SIGKILL ends the process");
+        assert!(
+            service.lines() > before,
+            "round {round}: the service handled records before the kill"
+        );
+
+        // What the next run will deliver again: ledger lines at or past the committed offsets.
+        let committed = cluster.committed(&service.group, &topic, PARTITIONS);
+        let uncommitted = ledger(&service.ledger)
+            .iter()
+            .filter(|(partition, offset, _, _)| {
+                let index = usize::try_from(*partition).unwrap_or(usize::MAX);
+                committed
+                    .get(index)
+                    .is_some_and(|c| *offset >= c.unwrap_or(0))
+            })
+            .count();
+        duplicates_per_round.push(uncommitted);
+    }
+
+    // A last run drains the rest, then stops gracefully.
+    let mut child = service.start();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let distinct: HashSet<String> = ledger(&service.ledger).into_iter().map(|l| l.3).collect();
+        if distinct.len() >= records || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, "-TERM");
+    let status = child.wait().expect("the service stops");
+    assert!(
+        status.success(),
+        "the last run exits 0 on SIGTERM: {status}"
+    );
+
+    let lines = ledger(&service.ledger);
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, _, _, value) in &lines {
+        *seen.entry(value.as_str()).or_default() += 1;
+    }
+    let lost: Vec<String> = (0..records)
+        .map(|n| format!("id-{n}"))
+        .filter(|id| !seen.contains_key(id.as_str()))
+        .collect();
+    let duplicates = lines.len() - seen.len();
+    let max_duplicates = duplicates_per_round.iter().copied().max().unwrap_or(0);
+    eprintln!(
+        "kill -9: {rounds} rounds, {records} records, {} lost, {duplicates} duplicates \
+         (at most {max_duplicates} uncommitted at a kill), {:.0?} in all",
+        lost.len(),
+        started.elapsed()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost {} records, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert_eq!(
+        committed_total(&cluster, &service.group, &topic),
+        records as i64,
+        "everything is committed at the end"
+    );
+    assert!(
+        duplicates <= duplicates_per_round.iter().sum::<usize>(),
+        "duplicates ({duplicates}) only from records uncommitted at a kill ({duplicates_per_round:?})"
+    );
+    let _ = std::fs::remove_dir_all(&service.dir);
+}
+
+fn committed_total(cluster: &Cluster, group: &str, topic: &str) -> i64 {
+    cluster
+        .committed(group, topic, PARTITIONS)
+        .into_iter()
+        .map(|offset| offset.unwrap_or(0))
+        .sum()
+}
