@@ -129,10 +129,6 @@ impl Service {
             .expect("ledger service starts")
     }
 
-    fn lines(&self) -> usize {
-        ledger(&self.ledger).len()
-    }
-
     fn distinct(&self) -> usize {
         ledger(&self.ledger)
             .into_iter()
