@@ -27,6 +27,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(rows) + 1.5))
     bars = ax.barh(names, values, color=colors)
     ax.set_xscale("log")
+    ax.set_xlim(right=max(values) * 6)
     ax.invert_yaxis()
     ax.set_xlabel("records per second (log scale)")
     ax.set_title(f"kafka-runtime vs raw rdkafka vs Python — {report['broker']}, {report['machine']}", fontsize=9)

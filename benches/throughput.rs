@@ -649,12 +649,9 @@ async fn slowish(
     counter.hit(event.sent_at);
 }
 
-/// Scenario 6, in a process of its own (`--memory N`): drains an N-record backlog with a
-/// slow-ish handler and prints the peak RSS.
-async fn memory_child(broker: &Broker, count: usize) {
-    let count = broker.capacity(count, 100);
-    let topic = broker.topic("memory").await;
-    produce_backlog(broker.bootstrap(), &topic, count, 100);
+/// Scenario 6, in a process of its own (`--memory N --topic T`): drains the N-record backlog the
+/// parent produced to T with a slow-ish handler and prints its peak RSS.
+async fn memory_child(broker: &Broker, count: usize, topic: &str) {
     let before = report::peak_rss_kib();
     let counter = Counter::new(count, false);
     let config = Config::from_toml_str("[kafka]\n", "bench")
@@ -663,7 +660,7 @@ async fn memory_child(broker: &Broker, count: usize) {
     let running = broker
         .application(config)
         .with_listeners(["slowish"])
-        .with_property("bench.topic", &topic)
+        .with_property("bench.topic", topic)
         .with_property("bench.group", format!("memory-{}", unique()))
         .with_state(Arc::clone(&counter))
         .start()
@@ -671,43 +668,40 @@ async fn memory_child(broker: &Broker, count: usize) {
         .expect("listener starts");
     counter.wait(patience(count as u64) * 4).await;
     running.shutdown().await;
-    println!("records {count}");
     println!("peak-rss-kib {} {}", before, report::peak_rss_kib());
 }
 
-async fn memory(options: &Options, report: &mut Report) {
+async fn memory(broker: &Broker, options: &Options, report: &mut Report) {
     let counts: &[usize] = if options.quick {
         &[20_000, 100_000]
     } else {
         &[100_000, 1_000_000]
     };
     for &count in counts {
+        let count = broker.capacity(count, 100);
+        let topic = broker.topic("memory").await;
+        produce_backlog(broker.bootstrap(), &topic, count, 100);
         let exe = std::env::current_exe().expect("bench binary");
         let output = std::process::Command::new(exe)
-            .args(["--memory", &count.to_string()])
+            .args(["--memory", &count.to_string(), "--topic", &topic])
+            // The child drains the parent's broker (the embedded one too, over loopback).
+            .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
             .output()
             .expect("memory child runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let Some((produced, drained)) = stdout.lines().find_map(|line| {
+        let Some((started, drained)) = stdout.lines().find_map(|line| {
             let mut parts = line.strip_prefix("peak-rss-kib ")?.split_whitespace();
-            Some((
-                parts.next()?.parse::<f64>().ok()?,
-                parts.next()?.parse::<f64>().ok()?,
-            ))
+            Some((parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?))
         }) else {
             panic!(
                 "memory child failed: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
         };
-        let count = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("records ")?.trim().parse().ok())
-            .unwrap_or(count);
         report.rows.push(Row::new(
             &format!("peak RSS draining {count} records (6)"),
             drained / 1024.0,
-            &format!("MiB (after producing them: {:.0} MiB)", produced / 1024.0),
+            &format!("MiB (at start: {:.0} MiB)", started / 1024.0),
         ));
     }
 }
@@ -720,6 +714,7 @@ struct Options {
     only: Option<Vec<String>>,
     json: Option<String>,
     memory: Option<usize>,
+    topic: Option<String>,
 }
 
 impl Options {
@@ -731,6 +726,7 @@ impl Options {
             only: None,
             json: None,
             memory: None,
+            topic: None,
         };
         let mut args = std::env::args().skip(1);
         let mut count = None;
@@ -749,6 +745,7 @@ impl Options {
                 }
                 "--json" => options.json = args.next(),
                 "--memory" => options.memory = args.next().and_then(|v| v.parse().ok()),
+                "--topic" => options.topic = args.next(),
                 "--bench" => benchmarking = true,
                 // `cargo test` may pass filters and flags of its own.
                 _ => {}
@@ -794,8 +791,8 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let broker = Broker::start();
-        if let Some(count) = options.memory {
-            memory_child(&broker, count).await;
+        if let (Some(count), Some(topic)) = (options.memory, &options.topic) {
+            memory_child(&broker, count, topic).await;
             return;
         }
         let mut report = Report::new(&broker.describe(), &options);
@@ -817,7 +814,7 @@ fn main() {
             scaling(&broker, &options, &mut report).await;
         }
         if options.runs("memory") {
-            memory(&options, &mut report).await;
+            memory(&broker, &options, &mut report).await;
         }
         if options.runs("python") {
             python::run(&broker, &options, &mut report).await;
