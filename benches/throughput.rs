@@ -691,7 +691,10 @@ async fn memory(broker: &Broker, options: &Options, report: &mut Report) {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let Some((started, drained)) = stdout.lines().find_map(|line| {
             let mut parts = line.strip_prefix("peak-rss-kib ")?.split_whitespace();
-            Some((parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?))
+            Some((
+                parts.next()?.parse::<f64>().ok()?,
+                parts.next()?.parse::<f64>().ok()?,
+            ))
         }) else {
             panic!(
                 "memory child failed: {}",

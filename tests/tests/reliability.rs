@@ -160,7 +160,7 @@ fn kill_9_at_random_points_loses_nothing() {
     let mut random = Random::new();
     // The service handles a few thousand records between reaching a target and the kill: small
     // steps keep every kill in the middle of the stream.
-    let step = records / (rounds * 4);
+    let step = records / (rounds * 6);
     let mut kills = Vec::new();
 
     let mut duplicates_per_round = Vec::new();
