@@ -116,12 +116,17 @@ impl Service {
     }
 
     fn start(&self) -> Child {
+        self.start_with_ledger(&self.ledger)
+    }
+
+    /// A member of the same group writing to a ledger of its own.
+    fn start_with_ledger(&self, ledger: &Path) -> Child {
         Command::new(common::example("ledger"))
             .current_dir(&self.dir)
             .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
             .env("LEDGER_TOPIC", &self.topic)
             .env("LEDGER_GROUP", &self.group)
-            .env("LEDGER_FILE", &self.ledger)
+            .env("LEDGER_FILE", ledger)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -230,7 +235,7 @@ fn kill_9_at_random_points_loses_nothing() {
         &lost[..lost.len().min(10)]
     );
     assert_eq!(
-        committed_total(&cluster, &service.group, &topic),
+        committed_total(&cluster, &service.group, &topic, PARTITIONS),
         records as i64,
         "everything is committed at the end"
     );
@@ -241,9 +246,140 @@ fn kill_9_at_random_points_loses_nothing() {
     let _ = std::fs::remove_dir_all(&service.dir);
 }
 
-fn committed_total(cluster: &Cluster, group: &str, topic: &str) -> i64 {
+/// Produces `count` records over about `spread`, from a thread of its own.
+fn produce_slowly(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    spread: Duration,
+) -> std::thread::JoinHandle<()> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    std::thread::spawn(move || {
+        let chunks = 50;
+        for chunk in 0..chunks {
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .expect("producer");
+            for n in (chunk * count / chunks)..((chunk + 1) * count / chunks) {
+                let key = format!("key-{}", n % 97);
+                let value = format!("id-{n}");
+                let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, returned)) => {
+                            producer.poll(Duration::from_millis(10));
+                            record = returned;
+                        }
+                    }
+                }
+            }
+            producer
+                .flush(Duration::from_secs(30))
+                .expect("records are produced");
+            std::thread::sleep(spread / chunks as u32);
+        }
+    })
+}
+
+#[test]
+fn members_joining_and_leaving_under_load_lose_nothing_and_keep_key_order() {
+    let cluster = Cluster::start();
+    let records = if soak() { 300_000 } else { 30_000 };
+    let topic = cluster.topic("rebalance", 6);
+    let service = Service::new(&cluster, &topic);
+    let ledgers: Vec<PathBuf> = (0..3)
+        .map(|n| service.dir.join(format!("ledger-{n}.txt")))
+        .collect();
+    let producing = produce_slowly(
+        cluster.bootstrap(),
+        &topic,
+        records,
+        Duration::from_secs(20),
+    );
+
+    // Join one at a time while records flow ...
+    let mut members = Vec::new();
+    for ledger in &ledgers {
+        members.push(service.start_with_ledger(ledger));
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    producing.join().expect("producer thread");
+    // ... and leave one at a time (SIGTERM: a graceful leave, so the others take over).
+    while members.len() > 1 {
+        std::thread::sleep(Duration::from_secs(3));
+        let mut member = members.remove(0);
+        signal(&member, "-TERM");
+        assert!(
+            member.wait().expect("member exits").success(),
+            "a leaving member exits 0"
+        );
+    }
+    let all =
+        || -> Vec<(i32, i64, String, String)> { ledgers.iter().flat_map(|l| ledger(l)).collect() };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while all()
+        .into_iter()
+        .map(|line| line.3)
+        .collect::<HashSet<String>>()
+        .len()
+        < records
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last = members.remove(0);
+    signal(&last, "-TERM");
+    let mut last = last;
+    assert!(last.wait().expect("member exits").success());
+
+    let lines = all();
+    let distinct: HashSet<&str> = lines.iter().map(|l| l.3.as_str()).collect();
+    let lost = records - distinct.len();
+    let duplicates = lines.len() - distinct.len();
+    let handled: Vec<usize> = ledgers.iter().map(|l| ledger(l).len()).collect();
+    eprintln!(
+        "rebalance under load: 3 members, {records} records, {lost} lost, {duplicates} duplicates, handled per member {handled:?}"
+    );
+    assert_eq!(lost, 0, "every record handled by some member");
+    assert!(
+        handled.iter().all(|h| *h > 0),
+        "every member took part: {handled:?}"
+    );
+    // Within each member, each key's records arrive in the order they were produced: a record
+    // older than one already handled must be a redelivery (handled before, here or by the member
+    // that had the partition), never a record that skipped ahead of it.
+    let mut times_handled: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in &lines {
+        *times_handled.entry(line.3.as_str()).or_default() += 1;
+    }
+    for (member, path) in ledgers.iter().enumerate() {
+        let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for (_, _, key, value) in ledger(path) {
+            let id: u64 = value.trim_start_matches("id-").parse().expect("an id");
+            let previous = newest.entry(key.clone()).or_insert(id);
+            let redelivered = seen.contains(&value) || times_handled.get(value.as_str()) > Some(&1);
+            assert!(
+                id >= *previous || redelivered,
+                "member {member}: key {key} went back from id {previous} to {id}, which was not a redelivery"
+            );
+            *previous = (*previous).max(id);
+            seen.insert(value);
+        }
+    }
+    assert_eq!(
+        committed_total(&cluster, &service.group, &topic, 6),
+        records as i64,
+        "everything is committed at the end"
+    );
+    let _ = std::fs::remove_dir_all(&service.dir);
+}
+
+fn committed_total(cluster: &Cluster, group: &str, topic: &str, partitions: i32) -> i64 {
     cluster
-        .committed(group, topic, PARTITIONS)
+        .committed(group, topic, partitions)
         .into_iter()
         .map(|offset| offset.unwrap_or(0))
         .sum()
