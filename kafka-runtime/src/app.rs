@@ -359,6 +359,7 @@ fn resolve(
         poll_timeout: settings.listener.poll_timeout,
         shutdown_timeout: settings.listener.shutdown_timeout,
         correlation_header: settings.listener.correlation_header.clone(),
+        record_span: settings.listener.record_span,
         errors,
         retry_topics,
         main_topics,

@@ -236,3 +236,24 @@ fn the_documented_example_file_loads() {
         "the endpoint is off unless configured"
     );
 }
+
+#[test]
+fn the_record_span_level_is_configurable() {
+    use kafka_runtime::config::SpanLevel;
+    let path = write("span.toml", "[kafka.listener]\nrecord-span = \"debug\"\n");
+    let config = Config::load(&path).expect("valid");
+    assert_eq!(config.kafka.listener.record_span, SpanLevel::Debug);
+    assert_eq!(
+        Config::default().kafka.listener.record_span,
+        SpanLevel::Info
+    );
+    let error = error_of(
+        "span-bad.toml",
+        "[kafka.listener]\nrecord-span = \"loud\"\n",
+    );
+    assert!(
+        error.contains("key `kafka.listener.record-span`")
+            && error.contains("info, debug or trace"),
+        "{error}"
+    );
+}

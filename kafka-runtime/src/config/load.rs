@@ -87,6 +87,7 @@ const ENV_KEYS: &[&str] = &[
     "listener.max-in-flight",
     "listener.shutdown-timeout",
     "listener.correlation-header",
+    "listener.record-span",
     "retry.topic.enabled",
     "retry.topic.attempts",
     "retry.topic.delay",

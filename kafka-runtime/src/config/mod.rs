@@ -35,7 +35,7 @@ pub(crate) use load::env_var_name;
 pub use load::{ConfigError, Layers};
 pub use values::{
     AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, LogFormat, OffsetReset,
-    PropertyMap, PropertyValue, RecovererKind,
+    PropertyMap, PropertyValue, RecovererKind, SpanLevel,
 };
 
 use std::collections::BTreeMap;
@@ -370,6 +370,11 @@ pub struct ListenerSettings {
     /// the records its handler sends through the template (default `correlation_id`, the seed's).
     #[serde(default = "ListenerSettings::default_correlation_header")]
     pub correlation_header: String,
+    /// `record-span`: the level of the span each record is handled in: `info` (default),
+    /// `debug` or `trace`. Under a log subscriber at `info`, creating it costs about as much as
+    /// the rest of the framework's per-record work (see BENCHMARKS.md).
+    #[serde(default)]
+    pub record_span: SpanLevel,
     /// `error-handler.*`: retries and recovery of failing records.
     #[serde(default)]
     pub error_handler: ErrorHandlerSettings,
@@ -410,6 +415,7 @@ impl Default for ListenerSettings {
             max_in_flight: Self::default_max_in_flight(),
             shutdown_timeout: Self::default_shutdown_timeout(),
             correlation_header: Self::default_correlation_header(),
+            record_span: SpanLevel::default(),
             error_handler: ErrorHandlerSettings::default(),
         }
     }

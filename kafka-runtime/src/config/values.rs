@@ -318,6 +318,34 @@ impl FromStr for RecovererKind {
 }
 deserialize_from_str!(RecovererKind);
 
+/// `listener.record-span`: the level of the `record` span each record is handled in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanLevel {
+    /// `info` (default): handler log lines carry the record's coordinates at the default level.
+    #[default]
+    Info,
+    /// `debug`: no span unless debug logging is on; cheaper when handlers log little.
+    Debug,
+    /// `trace`.
+    Trace,
+}
+
+impl FromStr for SpanLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match relaxed(text).as_str() {
+            "info" => Ok(SpanLevel::Info),
+            "debug" => Ok(SpanLevel::Debug),
+            "trace" => Ok(SpanLevel::Trace),
+            _ => Err(format!(
+                "unknown span level `{text}`, expected info, debug or trace"
+            )),
+        }
+    }
+}
+deserialize_from_str!(SpanLevel);
+
 /// `logging.format`: how log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -49,6 +49,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) poll_timeout: Duration,
     /// The header whose value follows a record into what its handler produces.
     pub(crate) correlation_header: String,
+    /// The level of each record's span.
+    pub(crate) record_span: crate::config::SpanLevel,
     /// How long in-flight handlers may run on at shutdown.
     pub(crate) shutdown_timeout: Duration,
     pub(crate) errors: ErrorPolicy,

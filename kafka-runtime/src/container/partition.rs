@@ -308,6 +308,7 @@ mod tests {
             poll_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             correlation_header: "correlation_id".into(),
+            record_span: crate::config::SpanLevel::Info,
             errors: crate::container::ErrorPolicy::new(&Default::default()),
             retry_topics: None,
             main_topics: vec!["t".into()],

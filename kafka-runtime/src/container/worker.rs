@@ -16,6 +16,7 @@ use super::partition::{PartitionState, Resolution};
 use super::retry_topics::{self, RetryTopics, Stage};
 use super::ListenerSpec;
 use crate::ack::Ack;
+use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::listener::{HandlerError, Invocation};
@@ -78,16 +79,27 @@ pub(crate) async fn run(
             metrics.retried.increment(1);
         }
 
-        let span = tracing::info_span!(
-            "record",
-            listener = spec.id,
-            topic = %state.topic(),
-            partition = state.partition(),
-            offset,
-            key = job.record.key.as_deref().map(Lossy).map(tracing::field::display),
-            attempt,
-            correlation_id = tracing::field::Empty,
-        );
+        // A span's level is fixed where it is written: one call site per level.
+        macro_rules! record_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "record",
+                    listener = spec.id,
+                    topic = %state.topic(),
+                    partition = state.partition(),
+                    offset,
+                    key = job.record.key.as_deref().map(Lossy).map(tracing::field::display),
+                    attempt,
+                    correlation_id = tracing::field::Empty,
+                )
+            };
+        }
+        let span = match spec.record_span {
+            SpanLevel::Debug => record_span!(tracing::Level::DEBUG),
+            SpanLevel::Trace => record_span!(tracing::Level::TRACE),
+            _ => record_span!(tracing::Level::INFO),
+        };
         let inherited = propagation::inherited(&job.record, &spec.correlation_header);
         if let Some((_, id)) = inherited
             .iter()
