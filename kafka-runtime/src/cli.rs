@@ -23,7 +23,7 @@ pub struct Cli {
     /// [default: application.toml, application.yml or application.yaml, the first that exists]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Layer application-<NAME>.<ext> (next to the configuration file) over it
+    /// Layer application-NAME.ext (ext: the configuration file's) over it, from its directory
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
     /// Override one key, above every other source, e.g. --set kafka.listener.concurrency=3
