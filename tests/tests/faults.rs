@@ -5,11 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Recorder, PATIENCE};
+use common::{Cluster, OwnBroker, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
 use kafka_runtime::{Config, RunningApplication, SendError};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -90,11 +88,7 @@ async fn failed_commits_are_retried_until_the_broker_takes_them() {
     let deadline = Instant::now() + PATIENCE;
     let mut total = 0;
     while Instant::now() < deadline {
-        total = cluster
-            .committed(&group, &topic, 2)
-            .iter()
-            .map(|c| c.unwrap_or(0))
-            .sum::<i64>();
+        total = cluster.committed_total(&group, &topic, 2);
         if total == 100 {
             break;
         }
@@ -135,11 +129,11 @@ async fn fetch_and_join_errors_are_recovered_from() {
     seen.wait_len(100).await;
     all_seen(&seen, 100);
     app.shutdown().await;
-    let committed = cluster.committed(&group, &topic, 2);
     assert_eq!(
-        committed.iter().map(|c| c.unwrap_or(0)).sum::<i64>(),
+        cluster.committed_total(&group, &topic, 2),
         100,
-        "everything acknowledged is committed: {committed:?}"
+        "everything acknowledged is committed: {:?}",
+        cluster.committed(&group, &topic, 2)
     );
 }
 
@@ -154,13 +148,33 @@ async fn a_broker_down_and_back_loses_nothing() {
     let seen = Recorder::default();
     let extra = "[kafka.producer.properties]\n\"message.timeout.ms\" = 60000\n";
     let app = start(cluster.application(extra), &topic, &group, &seen).await;
-    send_all(&app, &topic, 0..50).await;
-    seen.wait_len(50).await;
-
     let mock = embedded.mock_cluster().expect("mock");
-    mock.broker_down(1).expect("down");
+    let caught_up = away_and_back(
+        &cluster,
+        app,
+        (&topic, &group, &seen),
+        || mock.broker_down(1).expect("down"),
+        || mock.broker_up(1).expect("up"),
+    )
+    .await;
+    eprintln!("recovered {caught_up:?} after the broker came back");
+}
+
+/// With 50 records handled, takes the broker away (`down`), sends 50 more, brings it back after
+/// 3 s (`up`), and checks that all 100 are handled and committed; returns how long that took
+/// once the broker was back.
+async fn away_and_back(
+    cluster: &Cluster,
+    app: RunningApplication,
+    (topic, group, seen): (&str, &str, &Recorder<String>),
+    down: impl FnOnce(),
+    up: impl FnOnce(),
+) -> Duration {
+    send_all(&app, topic, 0..50).await;
+    seen.wait_len(50).await;
+    down();
     let template = app.template().clone();
-    let topic_for_sends = topic.clone();
+    let topic_for_sends = topic.to_owned();
     // Sent while the broker is away: the producer holds them until it is back.
     let sends = tokio::spawn(async move {
         template
@@ -171,26 +185,24 @@ async fn a_broker_down_and_back_loses_nothing() {
             .await
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let down_for = Instant::now();
-    mock.broker_up(1).expect("up");
+    up();
+    let back = Instant::now();
     let results = sends.await.expect("send task");
     assert!(
         results.iter().all(Result::is_ok),
         "held records are delivered"
     );
     seen.wait_len(100).await;
-    eprintln!(
-        "recovered {:?} after the broker came back",
-        down_for.elapsed()
-    );
-    all_seen(&seen, 100);
+    let caught_up = back.elapsed();
+    all_seen(seen, 100);
     app.shutdown().await;
-    let committed = cluster.committed(&group, &topic, 2);
     assert_eq!(
-        committed.iter().map(|c| c.unwrap_or(0)).sum::<i64>(),
+        cluster.committed_total(group, topic, 2),
         100,
-        "{committed:?}"
+        "{:?}",
+        cluster.committed(group, topic, 2)
     );
+    caught_up
 }
 
 #[kafka_listener(
@@ -327,47 +339,14 @@ async fn an_idempotent_producer_retries_without_duplicates() {
     assert_eq!(values, expected, "each record once, in order");
 }
 
-/// A tansu of this test's own, so that stopping it does not disturb the other tests.
-struct OwnBroker {
-    dir: std::path::PathBuf,
-    bootstrap: String,
-}
-
-fn broker_script(args: &[&str], dir: &Path, port: Option<&str>) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut command = Command::new(root.join("scripts/broker.sh"));
-    command.args(args).env("BROKER_DIR", dir);
-    if let Some(port) = port {
-        command.env("BROKER_PORT", port);
-    }
-    let output = command.output().expect("scripts/broker.sh runs");
-    assert!(
-        output.status.success(),
-        "scripts/broker.sh {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        broker_script(&["stop"], &self.dir, None);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_broker_stopped_and_restarted_loses_nothing() {
     if std::env::var("KAFKA_BOOTSTRAP_SERVERS").is_err() {
         // The embedded pass covers broker_down / broker_up above.
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join("target").join(common::unique("broker-restart"));
-    let bootstrap = broker_script(&["start"], &dir, None);
-    let broker = OwnBroker {
-        dir: dir.clone(),
-        bootstrap: bootstrap.clone(),
-    };
+    let broker = OwnBroker::start(&["start"]);
+    let bootstrap = broker.bootstrap.clone();
     let cluster = Cluster::External(bootstrap.clone());
     let topic = cluster.topic("restart", 2);
     let group = common::unique("restart");
@@ -380,41 +359,19 @@ async fn a_real_broker_stopped_and_restarted_loses_nothing() {
     .expect("config")
     .with_bootstrap_servers(&broker.bootstrap);
     let app = start(KafkaApplication::new(config), &topic, &group, &seen).await;
-    send_all(&app, &topic, 0..50).await;
-    seen.wait_len(50).await;
-
-    broker_script(&["stop"], &dir, None);
-    let template = app.template().clone();
-    let topic_for_sends = topic.clone();
-    let sends = tokio::spawn(async move {
-        template
-            .send_batch(
-                &topic_for_sends,
-                (50..100u32).map(|n| (format!("k{}", n % 7), format!("v{n}"))),
-            )
-            .await
-    });
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let port = bootstrap.rsplit(':').next().expect("a port");
-    broker_script(&["start"], &dir, Some(port));
-    let back = Instant::now();
-    let results = sends.await.expect("send task");
-    assert!(
-        results.iter().all(Result::is_ok),
-        "held records are delivered"
-    );
-    seen.wait_len(100).await;
-    eprintln!(
-        "tansu restart: caught up {:?} after it was back",
-        back.elapsed()
-    );
-    all_seen(&seen, 100);
-    app.shutdown().await;
-    let committed = cluster.committed(&group, &topic, 2);
-    assert_eq!(
-        committed.iter().map(|c| c.unwrap_or(0)).sum::<i64>(),
-        100,
-        "{committed:?}"
-    );
+    let caught_up = away_and_back(
+        &cluster,
+        app,
+        (&topic, &group, &seen),
+        || {
+            broker.run(&["stop"], None);
+        },
+        || {
+            broker.run(&["start"], Some(port));
+        },
+    )
+    .await;
+    eprintln!("tansu restart: caught up {caught_up:?} after it was back");
     drop(broker);
 }

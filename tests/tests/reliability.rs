@@ -13,8 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Cluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 3;
 
@@ -44,29 +42,12 @@ impl Random {
     }
 }
 
-fn produce(bootstrap: &str, topic: &str, count: usize) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    for n in 0..count {
-        let key = format!("key-{}", n % 97);
-        let value = format!("id-{n}");
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = returned;
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("records are produced");
+fn produce(bootstrap: &str, topic: &str, ids: std::ops::Range<usize>) {
+    common::produce_all(
+        bootstrap,
+        topic,
+        ids.map(|n| (format!("key-{}", n % 97), format!("id-{n}"))),
+    );
 }
 
 /// One line of the ledger: (partition, offset, key, value).
@@ -160,7 +141,7 @@ fn kill_9_at_random_points_loses_nothing() {
         (100_000, 10)
     };
     let topic = cluster.topic("ledger", PARTITIONS);
-    produce(cluster.bootstrap(), &topic, records);
+    produce(cluster.bootstrap(), &topic, 0..records);
     let service = Service::new(&cluster, &topic);
     let mut random = Random::new();
     // The service handles a few thousand records between reaching a target and the kill: small
@@ -235,7 +216,7 @@ fn kill_9_at_random_points_loses_nothing() {
         &lost[..lost.len().min(10)]
     );
     assert_eq!(
-        committed_total(&cluster, &service.group, &topic, PARTITIONS),
+        cluster.committed_total(&service.group, &topic, PARTITIONS),
         records as i64,
         "everything is committed at the end"
     );
@@ -257,27 +238,11 @@ fn produce_slowly(
     std::thread::spawn(move || {
         let chunks = 50;
         for chunk in 0..chunks {
-            let producer: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .create()
-                .expect("producer");
-            for n in (chunk * count / chunks)..((chunk + 1) * count / chunks) {
-                let key = format!("key-{}", n % 97);
-                let value = format!("id-{n}");
-                let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((_, returned)) => {
-                            producer.poll(Duration::from_millis(10));
-                            record = returned;
-                        }
-                    }
-                }
-            }
-            producer
-                .flush(Duration::from_secs(30))
-                .expect("records are produced");
+            produce(
+                &bootstrap,
+                &topic,
+                (chunk * count / chunks)..((chunk + 1) * count / chunks),
+            );
             std::thread::sleep(spread / chunks as u32);
         }
     })
@@ -370,17 +335,9 @@ fn members_joining_and_leaving_under_load_lose_nothing_and_keep_key_order() {
         }
     }
     assert_eq!(
-        committed_total(&cluster, &service.group, &topic, 6),
+        cluster.committed_total(&service.group, &topic, 6),
         records as i64,
         "everything is committed at the end"
     );
     let _ = std::fs::remove_dir_all(&service.dir);
-}
-
-fn committed_total(cluster: &Cluster, group: &str, topic: &str, partitions: i32) -> i64 {
-    cluster
-        .committed(group, topic, partitions)
-        .into_iter()
-        .map(|offset| offset.unwrap_or(0))
-        .sum()
 }

@@ -9,50 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::{Recorder, PATIENCE};
+use common::{OwnBroker, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
 use kafka_runtime::{Config, Error};
-
-/// A tansu instance of its own, stopped when dropped.
-struct SecuredBroker {
-    dir: PathBuf,
-    bootstrap: String,
-}
-
-fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the repository")
-}
-
-impl SecuredBroker {
-    fn start(args: &[&str]) -> Self {
-        let dir = repository()
-            .join("target")
-            .join(common::unique("broker-secured"));
-        let output = Command::new(repository().join("scripts/broker.sh"))
-            .args(args)
-            .env("BROKER_DIR", &dir)
-            .output()
-            .expect("scripts/broker.sh runs");
-        assert!(
-            output.status.success(),
-            "scripts/broker.sh {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let bootstrap = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        SecuredBroker { dir, bootstrap }
-    }
-}
-
-impl Drop for SecuredBroker {
-    fn drop(&mut self) {
-        let _ = Command::new(repository().join("scripts/broker.sh"))
-            .arg("stop")
-            .env("BROKER_DIR", &self.dir)
-            .status();
-    }
-}
 
 /// Whether this run is against a real broker, which `scripts/broker.sh` can run secured.
 fn real_broker() -> bool {
@@ -160,10 +119,11 @@ async fn tls_connects_with_the_trusted_certificate_and_refuses_an_untrusted_one(
     if !real_broker() {
         return;
     }
-    let dir = repository().join("target").join(common::unique("tls"));
+    let dir = common::repository()
+        .join("target")
+        .join(common::unique("tls"));
     let (cert, key) = self_signed(&dir);
-    let broker =
-        SecuredBroker::start(&["start-tls", &cert.to_string_lossy(), &key.to_string_lossy()]);
+    let broker = OwnBroker::start(&["start-tls", &cert.to_string_lossy(), &key.to_string_lossy()]);
     let topic = common::unique("tls-topic");
     let trusted = format!(
         "security.protocol = \"SSL\"\nssl.trust-store-location = \"{}\"\n",
@@ -191,7 +151,7 @@ async fn sasl_scram_connects_with_the_password_and_refuses_a_wrong_one_without_p
         return;
     }
     let password = "c0rrect-h0rse";
-    let broker = SecuredBroker::start(&["start-sasl", "alice", password]);
+    let broker = OwnBroker::start(&["start-sasl", "alice", password]);
     let topic = common::unique("sasl-topic");
     let sasl = |password: &str| {
         format!(

@@ -10,8 +10,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 
 const RECORDS: usize = 20_000;
 const PARTITIONS: i32 = 3;
@@ -31,28 +29,16 @@ fn sigterm_mid_stream_commits_exactly_what_was_acknowledged_and_exits_0() {
     let cluster = Cluster::start();
     let topic = cluster.topic("sigterm", PARTITIONS);
     let group = common::unique("sigterm-group");
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    for n in 0..RECORDS {
-        let key = format!("user-{}", n % 100);
-        let value = format!(r#"{{"event_type":"user_updated","user_id":"{n}"}}"#);
-        let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = returned;
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("backlog is produced");
+    common::produce_all(
+        cluster.bootstrap(),
+        &topic,
+        (0..RECORDS).map(|n| {
+            (
+                format!("user-{}", n % 100),
+                format!(r#"{{"event_type":"user_updated","user_id":"{n}"}}"#),
+            )
+        }),
+    );
 
     let mut child = Command::new(common::example_binary())
         .env("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap())

@@ -6,7 +6,7 @@
 //! per the ack mode. Revoked partitions commit synchronously in the rebalance callback.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -79,7 +79,6 @@ pub(crate) struct ConsumerShared {
     /// The partitions the group gave this consumer, as (topic, partition).
     assigned: Mutex<Vec<(String, i32)>>,
     commands: mpsc::UnboundedSender<Command>,
-    consumer: OnceLock<Weak<ListenerConsumer>>,
     pub(crate) health: Arc<ConsumerHealth>,
     committer: OnceLock<Committer>,
     /// Reading waits for a full partition: every acknowledgment wakes the poll loop.
@@ -103,7 +102,6 @@ impl ConsumerShared {
             stopping: AtomicBool::new(false),
             assigned: Mutex::new(Vec::new()),
             commands,
-            consumer: OnceLock::new(),
             health,
             committer: OnceLock::new(),
             gated: AtomicBool::new(false),
@@ -343,7 +341,6 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     app: Arc<AppContext>,
 ) -> Vec<String> {
-    let _ = shared.consumer.set(Arc::downgrade(&consumer));
     match Committer::start(
         &shared.name,
         Arc::downgrade(&shared),

@@ -116,6 +116,15 @@ impl Cluster {
             .collect()
     }
 
+    /// The sum of the group's committed offsets over `partitions` partitions (0 where nothing was
+    /// committed): the number of records committed, for a topic that started empty.
+    pub fn committed_total(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        self.committed(group, topic, partitions)
+            .into_iter()
+            .map(|offset| offset.unwrap_or(0))
+            .sum()
+    }
+
     /// Waits until the group's committed offsets equal `expected`; returns the last reading.
     pub async fn wait_committed(
         &self,
@@ -164,6 +173,88 @@ fn create_topic(servers: &str, name: &str, partitions: i32) {
         if let Err((topic, code)) = result {
             panic!("cannot create topic {topic} on {servers}: {code}");
         }
+    }
+}
+
+/// Produces `(key, value)` records as fast as librdkafka takes them (waiting while its queue is
+/// full), then waits until every one is delivered.
+pub fn produce_all(
+    bootstrap: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, String)>,
+) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    for (key, value) in records {
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = returned;
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("records are produced");
+}
+
+/// The repository's root.
+pub fn repository() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the repository")
+}
+
+/// A tansu of a test's own, run by `scripts/broker.sh` in a directory of its own (so that
+/// stopping or securing it disturbs no other test); stopped when dropped.
+pub struct OwnBroker {
+    dir: std::path::PathBuf,
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    /// `scripts/broker.sh start` (or `start-tls ...`, `start-sasl ...`: `args`).
+    pub fn start(args: &[&str]) -> Self {
+        let dir = repository().join("target").join(unique("broker-own"));
+        let bootstrap = Self::script(&dir, args, None);
+        OwnBroker { dir, bootstrap }
+    }
+
+    /// Runs `scripts/broker.sh args` on this broker (`port`: where `start` listens); its output.
+    pub fn run(&self, args: &[&str], port: Option<&str>) -> String {
+        Self::script(&self.dir, args, port)
+    }
+
+    fn script(dir: &std::path::Path, args: &[&str], port: Option<&str>) -> String {
+        let mut command = std::process::Command::new(repository().join("scripts/broker.sh"));
+        command.args(args).env("BROKER_DIR", dir);
+        if let Some(port) = port {
+            command.env("BROKER_PORT", port);
+        }
+        let output = command.output().expect("scripts/broker.sh runs");
+        assert!(
+            output.status.success(),
+            "scripts/broker.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repository().join("scripts/broker.sh"))
+            .arg("stop")
+            .env("BROKER_DIR", &self.dir)
+            .status();
     }
 }
 
