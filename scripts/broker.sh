@@ -33,10 +33,20 @@ install() {
     if [[ -x $TANSU ]]; then
         return
     fi
+    # Tests that start brokers of their own may all reach this at once: one installs, the others
+    # wait for it. cargo writes the binary last, so a present binary is a complete install.
+    mkdir -p "$TANSU_CACHE"
+    exec 8>"$TANSU_ROOT.lock"
+    flock 8
+    if [[ -x $TANSU ]]; then
+        exec 8>&-
+        return
+    fi
     echo "installing tansu $TANSU_VERSION into $TANSU_ROOT (first time only; ~25 min on 2 cores)" >&2
     mkdir -p "$TANSU_ROOT"
     cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
         --root "$TANSU_ROOT" >&2
+    exec 8>&-
 }
 
 free_port() {

@@ -4,6 +4,10 @@
 #   scripts/python-env.sh          the interop tests' venv (the seed's aiokafka) in target/venv
 #   scripts/python-env.sh bench    the benchmark's venv (aiokafka, confluent-kafka, matplotlib)
 #                                  in target/venv-bench
+#
+# PYTHON_VENV overrides the directory. Safe to run several times at once (tests running in
+# parallel threads and binaries all reach it on first use): the work is done under a lock, and a
+# venv left half-made by an interrupted run is made again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +17,7 @@ tests)
     REQUIREMENTS=tests/python/requirements.txt
     ;;
 bench)
-    VENV=$PWD/target/venv-bench
+    VENV=${PYTHON_VENV:-$PWD/target/venv-bench}
     REQUIREMENTS=benches/python/requirements.txt
     ;;
 *)
@@ -22,11 +26,17 @@ bench)
     ;;
 esac
 
-if [[ ! -x $VENV/bin/python ]]; then
-    python3 -m venv "$VENV" >&2
-fi
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
+
+# The copy of the requirements is written last: it marks a venv that is complete.
 if ! cmp -s "$REQUIREMENTS" "$VENV/installed-requirements.txt"; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
+    if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        python3 -m venv "$VENV" >&2
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2
     cp "$REQUIREMENTS" "$VENV/installed-requirements.txt"
 fi
 echo "$VENV/bin/python"

@@ -27,9 +27,11 @@ fn workspace() -> &'static Path {
 
 /// The venv's python, made (once) by the project's script.
 fn python() -> PathBuf {
-    let output = Command::new(workspace().join("scripts/python-env.sh"))
-        .output()
-        .expect("scripts/python-env.sh runs");
+    python_env(Command::new(workspace().join("scripts/python-env.sh")))
+}
+
+fn python_env(mut script: Command) -> PathBuf {
+    let output = script.output().expect("scripts/python-env.sh runs");
     assert!(
         output.status.success(),
         "scripts/python-env.sh failed: {}",
@@ -50,6 +52,36 @@ fn seed_client(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The tests of this binary (and of others) reach the venv on first use at the same time: a
+/// fresh CI clone has none, so every concurrent first run must see a complete one.
+#[test]
+fn the_python_env_is_made_safely_by_concurrent_first_runs() {
+    let venv = workspace().join("target").join(unique("venv-concurrent"));
+    // Staggered, so that later runs find the venv half-made by the first (the failure CI saw).
+    let runs: Vec<_> = (0..4u64)
+        .map(|n| {
+            let venv = venv.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(600 * n));
+                let mut script = Command::new(workspace().join("scripts/python-env.sh"));
+                script.env("PYTHON_VENV", &venv);
+                python_env(script)
+            })
+        })
+        .collect();
+    for run in runs {
+        let python = run.join().expect("the script's run finished");
+        assert_eq!(python, venv.join("bin/python"));
+        let import = Command::new(&python)
+            .args(["-c", "import aiokafka"])
+            .status()
+            .expect("the venv's python runs");
+        assert!(import.success(), "aiokafka is importable from {python:?}");
+    }
+    std::fs::remove_dir_all(&venv).expect("the test venv is removed");
+    let _ = std::fs::remove_file(venv.with_extension("lock"));
 }
 
 #[derive(Debug, Clone, PartialEq)]
