@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench throughput                  # every scenario, embedded broker
 //! cargo bench --bench throughput -- --quick       # scenarios 1 and 2, ends with `ratio listener/raw: <x>`
+//! cargo bench --bench throughput -- --quick --default-logging   # the same under run()'s logging
 //! KAFKA_BOOTSTRAP_SERVERS=host:port cargo bench --bench throughput   # a real broker
 //! ```
 //!
@@ -718,6 +719,8 @@ struct Options {
     json: Option<String>,
     memory: Option<usize>,
     topic: Option<String>,
+    /// Install the log subscriber `kafka_runtime::run()` installs, at its default level.
+    default_logging: bool,
 }
 
 impl Options {
@@ -730,6 +733,7 @@ impl Options {
             json: None,
             memory: None,
             topic: None,
+            default_logging: false,
         };
         let mut args = std::env::args().skip(1);
         let mut count = None;
@@ -749,6 +753,7 @@ impl Options {
                 "--json" => options.json = args.next(),
                 "--memory" => options.memory = args.next().and_then(|v| v.parse().ok()),
                 "--topic" => options.topic = args.next(),
+                "--default-logging" => options.default_logging = true,
                 "--bench" => benchmarking = true,
                 // `cargo test` may pass filters and flags of its own.
                 _ => {}
@@ -781,7 +786,9 @@ impl Options {
 
 fn main() {
     let options = Options::parse();
-    if let Ok(filter) = std::env::var("RUST_LOG") {
+    if options.default_logging {
+        kafka_runtime::cli::init_logging(&kafka_runtime::config::LoggingSettings::default());
+    } else if let Ok(filter) = std::env::var("RUST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)

@@ -1,73 +1,115 @@
 //! The acknowledgment token handed to manual-ack listeners.
+//!
+//! A token is a message to its partition's task: `acknowledge()` and `nack()` only queue an
+//! event (no lock, no broker round trip), so they are cheap from any thread or task. The event
+//! names the record's offset and the delivery it came from, so a token kept from an earlier
+//! delivery of a record never settles a later one.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::container::PartitionState;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a token tells its partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum AckKind {
+    Ack,
+    Nack(Duration),
+}
+
+/// One acknowledgment, as the partition's task receives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AckEvent {
+    pub(crate) offset: i64,
+    pub(crate) epoch: u32,
+    pub(crate) kind: AckKind,
+}
 
 /// Acknowledges one record (Spring's `Acknowledgment`), in `manual` and `manual_immediate` ack modes.
 ///
 /// - [`acknowledge`](Ack::acknowledge) marks the record done. Its offset is committed once every
 ///   earlier record of the partition is acknowledged too: acknowledging offsets 5 and 7 but not 6
-///   commits up to and including 5, then up to 7 when 6 is acknowledged.
+///   commits up to and including 5, then up to 7 when 6 is acknowledged. In `manual_immediate`
+///   mode the commit is sent at once, without waiting for the end of the batch.
 /// - [`nack`](Ack::nack) asks for the record to be delivered again after a delay; the records after
 ///   it in the partition are delivered again too, in order.
 /// - Dropping it without either is a nack without delay, logged at warn: an unacknowledged record
 ///   is never committed.
 ///
-/// The token is `Send + 'static`: it can move to another task and be acknowledged later.
+/// The token is `Send + 'static`: it can move to another task and be acknowledged later. It never
+/// blocks. A token of a delivery that was superseded (its record was delivered again, or its
+/// partition went to another consumer) is ignored.
 #[must_use = "an Ack that is dropped without acknowledge() is a nack: the record will be redelivered"]
 pub struct Ack {
-    partition: Arc<PartitionState>,
+    events: UnboundedSender<AckEvent>,
+    topic: Arc<str>,
+    partition: i32,
     offset: i64,
+    epoch: u32,
     done: bool,
 }
 
 impl Ack {
-    pub(crate) fn new(partition: Arc<PartitionState>, offset: i64) -> Self {
+    pub(crate) fn new(
+        events: UnboundedSender<AckEvent>,
+        topic: Arc<str>,
+        partition: i32,
+        (offset, epoch): (i64, u32),
+    ) -> Self {
         Ack {
+            events,
+            topic,
             partition,
             offset,
+            epoch,
             done: false,
         }
     }
 
-    /// Marks the record processed; its offset will be committed (synchronously, here, in
-    /// `manual_immediate` mode).
+    /// Marks the record processed; its offset will be committed.
     pub fn acknowledge(mut self) {
-        self.done = true;
-        self.partition.ack(self.offset);
+        self.send(AckKind::Ack);
     }
 
     /// Asks for this record (and the partition's later records) to be delivered again after `delay`.
     /// The partition is paused meanwhile; other partitions keep flowing.
     pub fn nack(mut self, delay: Duration) {
-        self.done = true;
-        self.partition.nack(self.offset, delay);
+        self.send(AckKind::Nack(delay));
     }
 
     /// The record's topic.
     pub fn topic(&self) -> &str {
-        self.partition.topic()
+        &self.topic
     }
 
     /// The record's partition.
     pub fn partition(&self) -> i32 {
-        self.partition.partition()
+        self.partition
     }
 
     /// The record's offset.
     pub fn offset(&self) -> i64 {
         self.offset
     }
+
+    fn send(&mut self, kind: AckKind) {
+        self.done = true;
+        // The receiver is gone once the partition was revoked or the consumer stopped: the
+        // record stays uncommitted, as the token's documentation says.
+        let _ = self.events.send(AckEvent {
+            offset: self.offset,
+            epoch: self.epoch,
+            kind,
+        });
+    }
 }
 
 impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ack")
-            .field("topic", &self.topic())
-            .field("partition", &self.partition())
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
             .field("offset", &self.offset)
             .finish()
     }
@@ -77,12 +119,12 @@ impl Drop for Ack {
     fn drop(&mut self) {
         if !self.done {
             tracing::warn!(
-                topic = self.topic(),
-                partition = self.partition(),
+                topic = %self.topic,
+                partition = self.partition,
                 offset = self.offset,
                 "Ack dropped without acknowledge() or nack(): the record will be redelivered"
             );
-            self.partition.nack(self.offset, Duration::ZERO);
+            self.send(AckKind::Nack(Duration::ZERO));
         }
     }
 }

@@ -358,6 +358,7 @@ fn resolve(
         ack_time: settings.listener.ack_time,
         poll_timeout: settings.listener.poll_timeout,
         shutdown_timeout: settings.listener.shutdown_timeout,
+        revoke_timeout: settings.listener.revoke_timeout,
         correlation_header: settings.listener.correlation_header.clone(),
         record_span: settings.listener.record_span,
         errors,

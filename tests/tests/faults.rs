@@ -286,9 +286,12 @@ async fn a_send_to_a_broker_that_is_down_fails_typed_after_the_delivery_timeout(
         .expect_err("no broker, no delivery");
     let took = started.elapsed();
     assert!(matches!(error, SendError::Delivery { .. }), "{error}");
+    // librdkafka scans for timed-out messages about once a second, and a request in flight when
+    // the broker went away first waits for its connection to fail: 10.9 s was seen on a loaded
+    // machine. The point is that it fails, typed, neither at once nor never.
     assert!(
-        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
-        "fails at message.timeout.ms, not at once nor never: {took:?}"
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(30),
+        "fails after message.timeout.ms, not at once nor never: {took:?}"
     );
     embedded
         .mock_cluster()

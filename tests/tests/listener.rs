@@ -285,7 +285,7 @@ async fn out_of_order_acks_commit_only_the_contiguous_prefix() {
     app.shutdown().await;
 }
 
-// --- manual_immediate commits inside acknowledge() ----------------------------------------------
+// --- manual_immediate commits as soon as acknowledge() is called, which never blocks -------------
 
 #[kafka_listener(
     id = "immediate",
@@ -299,7 +299,7 @@ async fn immediate(ack: Ack, State(parked): State<Recorder<Ack>>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manual_immediate_commits_before_acknowledge_returns() {
+async fn manual_immediate_commits_at_once_and_acknowledge_does_not_wait_for_the_broker() {
     let cluster = Cluster::start();
     let topic = cluster.topic("immediate", 1);
     let group = unique("immediate");
@@ -314,10 +314,18 @@ async fn manual_immediate_commits_before_acknowledge_returns() {
         .expect("delivered");
     parked.wait_len(1).await;
     let ack = parked.take_all().remove(0);
-    tokio::task::spawn_blocking(move || ack.acknowledge())
-        .await
-        .expect("acknowledged");
-    assert_eq!(cluster.committed(&group, &topic, 1), [Some(1)]);
+    let started = Instant::now();
+    ack.acknowledge();
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "acknowledge() took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(1)]).await,
+        [Some(1)],
+        "committed without another record or the end of an ack-time"
+    );
     app.shutdown().await;
 }
 

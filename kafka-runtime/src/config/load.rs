@@ -86,6 +86,7 @@ const ENV_KEYS: &[&str] = &[
     "listener.poll-timeout",
     "listener.max-in-flight",
     "listener.shutdown-timeout",
+    "listener.revoke-timeout",
     "listener.correlation-header",
     "listener.record-span",
     "retry.topic.enabled",

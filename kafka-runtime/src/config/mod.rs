@@ -366,6 +366,16 @@ pub struct ListenerSettings {
         with = "values::duration"
     )]
     pub shutdown_timeout: Duration,
+    /// `revoke-timeout`: when the group takes partitions away, how long their running handlers
+    /// may finish before the acknowledged offsets are committed and the partitions given up; a
+    /// handler still running then is abandoned (its record stays uncommitted and is delivered
+    /// again by the partition's next owner) (default 30s). Not a Spring key: Spring's listeners
+    /// run on the poll thread, which the revocation waits for.
+    #[serde(
+        default = "ListenerSettings::default_revoke_timeout",
+        with = "values::duration"
+    )]
+    pub revoke_timeout: Duration,
     /// `correlation-header`: the header recorded on each record's tracing span and copied onto
     /// the records its handler sends through the template (default `correlation_id`, the seed's).
     #[serde(default = "ListenerSettings::default_correlation_header")]
@@ -399,6 +409,9 @@ impl ListenerSettings {
     fn default_shutdown_timeout() -> Duration {
         Duration::from_secs(10)
     }
+    fn default_revoke_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
     fn default_correlation_header() -> String {
         "correlation_id".to_owned()
     }
@@ -414,6 +427,7 @@ impl Default for ListenerSettings {
             poll_timeout: Self::default_poll_timeout(),
             max_in_flight: Self::default_max_in_flight(),
             shutdown_timeout: Self::default_shutdown_timeout(),
+            revoke_timeout: Self::default_revoke_timeout(),
             correlation_header: Self::default_correlation_header(),
             record_span: SpanLevel::default(),
             error_handler: ErrorHandlerSettings::default(),

@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::retry_topics::{self, RetryTopics, Stage};
+use super::ListenerSpec;
 use crate::config::{BackOffKind, ErrorHandlerSettings, RecovererKind};
 use crate::listener::HandlerError;
-use crate::record::{ConsumerRecord, TimestampType};
+use crate::management::metrics::RecordMetrics;
+use crate::record::{ConsumerRecord, Coordinates, TimestampType};
 use crate::template::{KafkaTemplate, SendError};
 
 /// Spring's `FixedBackOff` default of the `DefaultErrorHandler`: no wait, ten deliveries.
@@ -82,6 +85,14 @@ impl ErrorPolicy {
         }
     }
 
+    /// The longest back-off: the exponential back-off's maximum, or Spring's default maximum.
+    pub(crate) fn max_interval(&self) -> Duration {
+        match self.back_off {
+            BackOff::Fixed(interval) => interval.max(DEFAULT_MAX_INTERVAL),
+            BackOff::Exponential { max, .. } => max,
+        }
+    }
+
     /// The wait before the next delivery, after `failed` failed deliveries (1 after the first).
     pub(crate) fn delay(&self, failed: u32) -> Duration {
         match self.back_off {
@@ -104,7 +115,7 @@ pub(crate) struct DeadLetterPublisher {
     template: KafkaTemplate,
     group: String,
     /// Partition counts of dead-letter topics, looked up once.
-    partitions: Mutex<HashMap<String, Option<i32>>>,
+    partitions: Mutex<HashMap<String, i32>>,
 }
 
 // Spring's header names and encodings: `KafkaHeaders.DLT_*` and
@@ -221,17 +232,110 @@ impl DeadLetterPublisher {
 
     async fn partition_count(&self, topic: &str) -> Option<i32> {
         if let Some(known) = self.lock().get(topic) {
-            return *known;
+            return Some(*known);
         }
-        let count = self.template.partition_count(topic).await;
+        // Only an answer is remembered: a lookup that failed once is made again next time.
+        let count = self.template.partition_count(topic).await?;
         self.lock().insert(topic.to_owned(), count);
-        count
+        Some(count)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<i32>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i32>> {
         self.partitions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A recoverer that could not publish: the record stays uncommitted and is tried again.
+#[derive(Debug)]
+pub(crate) struct PublishFailed {
+    pub(crate) topic: String,
+    pub(crate) error: SendError,
+}
+
+/// Hands a record that will not be delivered to the handler again to the recoverer: logs it, or
+/// publishes it to the dead-letter topic (or, with retry topics, to the next retry topic). `Ok`
+/// when the record is settled and may be acknowledged.
+pub(crate) async fn recover(
+    spec: &ListenerSpec,
+    record: &ConsumerRecord,
+    error: &HandlerError,
+    attempts: u32,
+    metrics: &RecordMetrics,
+) -> Result<(), PublishFailed> {
+    let coordinates = Coordinates(&record.topic, record.partition, record.offset);
+    if let (Some(retry), Some(publisher)) = (&spec.retry_topics, &spec.dead_letter) {
+        return forward(spec, retry, publisher, record, error, metrics).await;
+    }
+    let target = spec
+        .errors
+        .recoverer
+        .dead_letter_topic(&record.topic)
+        .zip(spec.dead_letter.as_ref());
+    let Some((topic, publisher)) = target else {
+        tracing::error!(
+            listener = spec.id, record = %coordinates, attempts, error_type = error.type_name(), %error,
+            "giving up on the record; skipping it (error-handler.recoverer = log)"
+        );
+        return Ok(());
+    };
+    match publisher.publish(&topic, record, error).await {
+        Ok(()) => {
+            metrics.dead_lettered.increment(1);
+            tracing::warn!(
+                listener = spec.id, record = %coordinates, attempts, dead_letter_topic = %topic, %error,
+                "giving up on the record; published it to the dead-letter topic"
+            );
+            Ok(())
+        }
+        Err(error) => Err(PublishFailed { topic, error }),
+    }
+}
+
+/// Non-blocking retries: republishes a failed record to its next retry topic (due after the
+/// delay), or after the last attempt (or at once when the error is not retryable) to
+/// `<topic>-dlt`. The source partition keeps flowing.
+async fn forward(
+    spec: &ListenerSpec,
+    retry: &RetryTopics,
+    publisher: &DeadLetterPublisher,
+    record: &ConsumerRecord,
+    error: &HandlerError,
+    metrics: &RecordMetrics,
+) -> Result<(), PublishFailed> {
+    let coordinates = Coordinates(&record.topic, record.partition, record.offset);
+    let stage = retry
+        .stage(&record.topic, &spec.main_topics)
+        .unwrap_or_else(|| Stage {
+            main: record.topic.to_string(),
+            index: 0,
+        });
+    let next = error.is_retryable().then(|| retry.next(&stage)).flatten();
+    let Some((topic, delay)) = next else {
+        let topic = RetryTopics::dead_letter_topic(&stage.main);
+        return match publisher.publish(&topic, record, error).await {
+            Ok(()) => {
+                metrics.dead_lettered.increment(1);
+                tracing::warn!(
+                    listener = spec.id, record = %coordinates, dead_letter_topic = %topic, %error,
+                    "giving up on the record; published it to the dead-letter topic"
+                );
+                Ok(())
+            }
+            Err(error) => Err(PublishFailed { topic, error }),
+        };
+    };
+    let headers = retry_topics::retry_headers(record, stage.index + 1, delay);
+    match publisher.republish(&topic, record, headers).await {
+        Ok(()) => {
+            tracing::warn!(
+                listener = spec.id, record = %coordinates, retry_topic = %topic, ?delay, %error,
+                "handler failed; the record will be retried from the retry topic"
+            );
+            Ok(())
+        }
+        Err(error) => Err(PublishFailed { topic, error }),
     }
 }
 

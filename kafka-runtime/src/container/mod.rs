@@ -8,22 +8,20 @@
 
 mod committer;
 mod consumer;
+mod delivery;
 mod error_handler;
 mod partition;
 mod retry_topics;
-mod worker;
+mod tracker;
 
 pub(crate) use error_handler::{DeadLetterPublisher, ErrorPolicy};
 pub(crate) use retry_topics::RetryTopics;
-
-pub(crate) use partition::PartitionState;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::config::{client, AckMode, Format, KafkaSettings};
 use crate::context::AppContext;
@@ -31,6 +29,9 @@ use crate::error::Error;
 use crate::extract::RecordContext;
 use crate::listener::Invocation;
 use crate::management::health::Health;
+
+/// How long the final commit and the close may take after the shutdown timeout.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A listener with its configuration resolved: what every consumer of its container needs.
 pub(crate) struct ListenerSpec {
@@ -53,6 +54,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) record_span: crate::config::SpanLevel,
     /// How long in-flight handlers may run on at shutdown.
     pub(crate) shutdown_timeout: Duration,
+    /// How long the handlers of revoked partitions may run on before the partitions are given up.
+    pub(crate) revoke_timeout: Duration,
     pub(crate) errors: ErrorPolicy,
     /// Non-blocking retries through retry topics, when enabled (then `errors` is not used).
     pub(crate) retry_topics: Option<RetryTopics>,
@@ -62,14 +65,25 @@ pub(crate) struct ListenerSpec {
     pub(crate) dead_letter: Option<DeadLetterPublisher>,
 }
 
+impl ListenerSpec {
+    /// When the committer commits: the ack mode and its counts.
+    pub(crate) fn commit_schedule(&self) -> committer::Schedule {
+        committer::Schedule {
+            mode: self.ack_mode,
+            ack_count: self.ack_count,
+            ack_time: self.ack_time,
+        }
+    }
+}
+
 /// The running consumers of one listener.
 pub(crate) struct ListenerContainer {
     id: &'static str,
-    consumers: Vec<(Arc<consumer::ConsumerShared>, JoinHandle<Vec<String>>)>,
+    consumers: Vec<(String, consumer::Assignment, consumer::Ending)>,
 }
 
 impl ListenerContainer {
-    /// Creates and subscribes `concurrency` consumers and starts their poll loops.
+    /// Creates and subscribes `concurrency` consumers and starts their threads.
     pub(crate) fn start(
         spec: Arc<ListenerSpec>,
         settings: &KafkaSettings,
@@ -82,6 +96,7 @@ impl ListenerContainer {
         let mut consumers = Vec::new();
         for index in 0..spec.concurrency {
             let name = format!("{}-{index}", spec.id);
+            let cannot = |what: &str| format!("listener `{}`: cannot {what} {name}", spec.id);
             let mut props =
                 settings.consumer_properties(bootstrap, &spec.group, &index.to_string());
             if let Some(interval) = statistics {
@@ -89,31 +104,33 @@ impl ListenerContainer {
                     .entry("statistics.interval.ms".to_owned())
                     .or_insert_with(|| interval.as_millis().to_string());
             }
-            let (shared, commands) = consumer::ConsumerShared::new(
-                Arc::clone(&spec),
+            let context = consumer::ContainerContext::new(
                 name.clone(),
+                Arc::clone(&spec),
+                Arc::clone(app),
                 health.consumer(spec.id, &name, &spec.group),
-            );
-            let context = consumer::ContainerContext::new(Arc::clone(&shared));
+            )
+            .map_err(|error| Error::Listener {
+                listener: spec.id.to_owned(),
+                message: format!("{}: {error}", cannot("start the commit thread of")),
+            })?;
+            let assignment = context.assignment();
             let created: consumer::ListenerConsumer = client::client_config(&props)
                 .create_with_context(context)
-                .map_err(Error::kafka(format!(
-                    "listener `{}`: cannot create consumer {name}",
-                    spec.id
-                )))?;
+                .map_err(Error::kafka(cannot("create consumer")))?;
+            let created = Arc::new(created);
+            created.context().attach(&created);
             let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
             created.subscribe(&topics).map_err(Error::kafka(format!(
                 "listener `{}`: cannot subscribe to {topics:?}",
                 spec.id
             )))?;
-            let task = tokio::spawn(consumer::run(
-                Arc::clone(&shared),
-                Arc::new(created),
-                commands,
-                shutdown.clone(),
-                Arc::clone(app),
-            ));
-            consumers.push((shared, task));
+            let ending =
+                consumer::start(created, shutdown.clone()).map_err(|error| Error::Listener {
+                    listener: spec.id.to_owned(),
+                    message: format!("{}: {error}", cannot("start the thread of")),
+                })?;
+            consumers.push((name, assignment, ending));
         }
         Ok(ListenerContainer {
             id: spec.id,
@@ -130,7 +147,7 @@ impl ListenerContainer {
     pub(crate) fn assignments(&self) -> Vec<(String, Vec<(String, i32)>)> {
         self.consumers
             .iter()
-            .map(|(shared, _)| (shared.name.clone(), shared.assignment()))
+            .map(|(name, assignment, _)| (name.clone(), assignment.get()))
             .collect()
     }
 
@@ -138,10 +155,20 @@ impl ListenerContainer {
     /// abandoned at the shutdown timeout.
     pub(crate) async fn join(self) -> Vec<String> {
         let mut abandoned = Vec::new();
-        for (_, consumer) in self.consumers {
-            match consumer.await {
+        for (name, _, ending) in self.consumers {
+            match ending.abandoned.await {
                 Ok(records) => abandoned.extend(records),
-                Err(error) => tracing::error!(%error, "listener consumer task failed"),
+                Err(_) => tracing::error!(consumer = %name, "listener consumer thread failed"),
+            }
+            if tokio::time::timeout(CLOSE_TIMEOUT, ending.closed)
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    consumer = %name,
+                    "closing did not finish within {CLOSE_TIMEOUT:?} (is the broker reachable?); \
+                     records acknowledged since the last commit will be delivered again"
+                );
             }
         }
         abandoned

@@ -1,448 +1,490 @@
-//! Per-partition acknowledgment tracking: which handed-out offsets are done, and what may be committed.
+//! The task of one assigned partition: reads the partition's own queue, hands each record to the
+//! handler in offset order, settles acknowledgments and failures, and offers the committable
+//! offset to the committer.
 //!
-//! Records of a partition are handed out in offset order and acknowledged in any order. The
-//! committable offset is one past the end of the acknowledged prefix, so a commit never passes an
-//! unacknowledged record. A nack truncates the tracked records at the nacked offset and asks the
-//! consumer to seek back there; an epoch number tells everyone which handed-out records are stale.
+//! The task owns the partition's [`OffsetTracker`]: nothing else mutates it. Ack tokens reach it
+//! as events on a channel; the consumer thread asks it to stop (revocation, shutdown) and waits
+//! for its last word. Records are read straight from librdkafka's queue for this partition, so
+//! no other task sits between the fetch and the handler. Reading stops while `max-in-flight`
+//! records wait for their acknowledgment, and while a rewind's delay runs (the partition is
+//! paused then, and the other partitions flow).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::consumer::{Command, ConsumerShared};
+use futures_util::{FutureExt, StreamExt};
+use rdkafka::consumer::stream_consumer::{MessageStream, StreamPartitionQueue};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-/// The acknowledgment state of one partition assigned to one consumer.
-pub(crate) struct PartitionState {
-    topic: Arc<str>,
-    partition: i32,
-    /// Bumped (under the tracker lock) by every rewind; records handed out under an older epoch
-    /// are discarded.
-    epoch: AtomicU64,
-    tracker: Mutex<Tracker>,
-    consumer: Arc<ConsumerShared>,
+use super::committer::Committer;
+use super::delivery::{self, Outcome};
+use super::error_handler;
+use super::tracker::{Delivery, OffsetTracker};
+use super::ListenerSpec;
+use crate::ack::{Ack, AckEvent, AckKind};
+use crate::config::AckMode;
+use crate::context::AppContext;
+use crate::listener::HandlerError;
+use crate::management::health::PartitionProgress;
+use crate::management::metrics::RecordMetrics;
+use crate::record::{ConsumerRecord, Coordinates};
+
+/// The shortest wait before a failed dead-letter publication (or a failed seek) is tried again.
+const RECOVERY_RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// What a partition task is made of.
+pub(crate) struct PartitionSetup<C: ConsumerContext + 'static> {
+    pub(crate) spec: Arc<ListenerSpec>,
+    pub(crate) app: Arc<AppContext>,
+    pub(crate) consumer: Arc<StreamConsumer<C>>,
+    pub(crate) committer: Committer,
+    pub(crate) progress: Arc<PartitionProgress>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// Tells this task's offers from those of an earlier task of the same partition.
+    pub(crate) owner: u64,
 }
 
-#[derive(Default)]
-struct Tracker {
-    pending: VecDeque<Entry>,
-    /// One past the last offset of the acknowledged prefix.
-    committable: Option<i64>,
-    /// What was last sent to the broker.
-    committed: Option<i64>,
-    revoked: bool,
+/// A partition task's last word when asked to stop.
+pub(crate) struct Stopped {
+    pub(crate) owner: u64,
+    pub(crate) committable: Option<i64>,
 }
 
-struct Entry {
+/// The record that failed last (Spring's `FailedRecordTracker`).
+struct Failure {
     offset: i64,
-    state: EntryState,
-    /// The handler returned; a nack from now on rewinds at once instead of waiting for the worker.
-    handler_done: bool,
+    /// Failed deliveries so far.
+    attempts: u32,
+    /// Set when the recoverer itself failed: the next delivery goes straight back to it.
+    unrecovered: Option<HandlerError>,
+    /// Failed recoveries in a row, for the back-off between them.
+    recovery_failures: u32,
 }
 
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum EntryState {
-    InFlight,
-    Acked,
-    Nacked(Duration),
+/// Reading waits until `until`: a rewind's delay, or a seek to try again.
+struct Hold {
+    until: Instant,
+    seek: Option<i64>,
 }
 
-/// What the worker must do once a handler returned.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Resolution {
-    /// Nothing: the record is acknowledged, or its ack token lives on elsewhere.
-    Settled,
-    /// The handler nacked the record; it will be delivered again.
-    Rewound,
-    /// The handler failed without acknowledging; retry or give up.
-    Failed,
-    /// The record is no longer tracked (revoked, or discarded by an earlier rewind).
-    Gone,
+pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
+    setup: PartitionSetup<C>,
+    tracker: OffsetTracker,
+    acks: mpsc::UnboundedReceiver<AckEvent>,
+    ack_sender: mpsc::UnboundedSender<AckEvent>,
+    metrics: RecordMetrics,
+    failure: Option<Failure>,
+    hold: Option<Hold>,
+    /// The retry-topic record last held until its due time.
+    held_until_due: Option<i64>,
+    /// The last delivery handed to the handler, and its attempt.
+    current: Option<(Delivery, u32)>,
+    /// The last offset offered to the committer, and acknowledgments since.
+    offered: Option<i64>,
+    acked: u32,
 }
 
-impl PartitionState {
-    pub(crate) fn new(topic: Arc<str>, partition: i32, consumer: Arc<ConsumerShared>) -> Self {
-        PartitionState {
-            topic,
-            partition,
-            epoch: AtomicU64::new(0),
-            tracker: Mutex::new(Tracker::default()),
-            consumer,
+impl<C: ConsumerContext + 'static> PartitionTask<C> {
+    pub(crate) fn new(setup: PartitionSetup<C>) -> Self {
+        let (ack_sender, acks) = mpsc::unbounded_channel();
+        let metrics = RecordMetrics::new(setup.spec.id, &setup.topic);
+        PartitionTask {
+            setup,
+            tracker: OffsetTracker::default(),
+            acks,
+            ack_sender,
+            metrics,
+            failure: None,
+            hold: None,
+            held_until_due: None,
+            current: None,
+            offered: None,
+            acked: 0,
         }
     }
 
-    pub(crate) fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    pub(crate) fn topic_arc(&self) -> &Arc<str> {
-        &self.topic
-    }
-
-    pub(crate) fn partition(&self) -> i32 {
-        self.partition
-    }
-
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Tracker> {
-        // A panic while holding this lock leaves the tracker consistent (every method finishes its
-        // mutation before anything can panic), so a poisoned lock is still usable.
-        self.tracker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(crate) fn is_revoked(&self) -> bool {
-        self.lock().revoked
-    }
-
-    /// Tracks a record handed to the worker; returns how many are in flight.
-    pub(crate) fn dispatch(&self, offset: i64) -> usize {
-        let mut tracker = self.lock();
-        tracker.pending.push_back(Entry {
-            offset,
-            state: EntryState::InFlight,
-            handler_done: false,
-        });
-        tracker.pending.len()
-    }
-
-    /// Offsets handed out and not acknowledged (abandoned if the consumer stops now).
-    pub(crate) fn unacknowledged(&self) -> Vec<i64> {
-        self.lock()
-            .pending
-            .iter()
-            .filter(|entry| entry.state != EntryState::Acked)
-            .map(|entry| entry.offset)
-            .collect()
-    }
-
-    /// Records handed out and not yet part of the acknowledged prefix.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.lock().pending.len()
-    }
-
-    /// Marks `offset` acknowledged and commits (or schedules a commit of) the new prefix.
-    pub(crate) fn ack(self: &Arc<Self>, offset: i64) {
-        let advanced = {
-            let mut tracker = self.lock();
-            if tracker.revoked {
-                return;
-            }
-            let Some(entry) = tracker.find(offset) else {
-                return;
-            };
-            if entry.state == EntryState::Acked {
-                return;
-            }
-            entry.state = EntryState::Acked;
-            tracker.advance()
-        };
-        self.consumer.acknowledged(self, advanced);
-    }
-
-    /// Asks for `offset` to be delivered again after `delay`.
-    pub(crate) fn nack(self: &Arc<Self>, offset: i64, delay: Duration) {
-        let mut tracker = self.lock();
-        if tracker.revoked {
-            return;
-        }
-        let Some(entry) = tracker.find(offset) else {
-            return;
-        };
-        if entry.state != EntryState::InFlight {
-            return;
-        }
-        if entry.handler_done {
-            self.rewind_locked(&mut tracker, offset, delay);
-        } else {
-            entry.state = EntryState::Nacked(delay);
-        }
-    }
-
-    /// Settles `offset` after its handler returned (`succeeded`), acknowledging it when the listener
-    /// does not acknowledge by hand (`auto_ack`).
-    pub(crate) fn handler_finished(
-        self: &Arc<Self>,
-        offset: i64,
-        succeeded: bool,
-        auto_ack: bool,
-    ) -> Resolution {
-        let mut tracker = self.lock();
-        if tracker.revoked {
-            return Resolution::Gone;
-        }
-        let Some(entry) = tracker.find(offset) else {
-            return Resolution::Gone;
-        };
-        match entry.state {
-            EntryState::Acked => Resolution::Settled,
-            // A failed handler usually drops its Ack on the way out; the failure decides (retry
-            // with back-off, bounded), not the implicit nack.
-            _ if !succeeded => Resolution::Failed,
-            EntryState::Nacked(delay) => {
-                self.rewind_locked(&mut tracker, offset, delay);
-                Resolution::Rewound
-            }
-            EntryState::InFlight if auto_ack => {
-                drop(tracker);
-                self.ack(offset);
-                Resolution::Settled
-            }
-            EntryState::InFlight => {
-                entry.handler_done = true;
-                Resolution::Settled
+    /// Runs until `stop` turns true (or its sender goes), then reports what may be committed.
+    pub(crate) async fn run(
+        mut self,
+        queue: StreamPartitionQueue<C>,
+        mut stop: watch::Receiver<bool>,
+        stopped: std::sync::mpsc::Sender<Stopped>,
+    ) {
+        let mut stream = queue.stream();
+        while !*stop.borrow() {
+            let hold = self.hold.as_ref().map(|hold| hold.until);
+            let reading =
+                hold.is_none() && self.tracker.in_flight() < self.setup.spec.max_in_flight;
+            tokio::select! {
+                biased;
+                changed = stop.changed() => if changed.is_err() { break },
+                Some(event) = self.acks.recv() => {
+                    self.on_ack(event, None);
+                    self.drain_acks(None);
+                    self.offer(true);
+                    self.setup.progress.progressed(self.tracker.in_flight() > 0);
+                }
+                Some(message) = stream.next(), if reading => {
+                    let first = self.accept(message);
+                    self.read_batch(first, &mut stream, &stop).await;
+                }
+                () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {
+                    self.release();
+                }
             }
         }
-    }
-
-    /// Drops `offset` and everything after it and has the consumer seek back to it after `delay`.
-    pub(crate) fn rewind(self: &Arc<Self>, offset: i64, delay: Duration) {
-        let mut tracker = self.lock();
-        if tracker.revoked || tracker.find(offset).is_none() {
-            return;
-        }
-        self.rewind_locked(&mut tracker, offset, delay);
-    }
-
-    fn rewind_locked(self: &Arc<Self>, tracker: &mut Tracker, offset: i64, delay: Duration) {
-        if let Some(index) = tracker.pending.iter().position(|e| e.offset == offset) {
-            tracker.pending.truncate(index);
-        }
-        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        self.consumer.send(Command::Rewind {
-            partition: Arc::clone(self),
-            offset,
-            delay,
-            epoch,
+        self.drain_acks(None);
+        let _ = stopped.send(Stopped {
+            owner: self.setup.owner,
+            committable: self.tracker.committable(),
         });
     }
 
-    /// The offset to commit, if it changed since the last commit (or always, with `force`).
-    pub(crate) fn take_commit(&self, force: bool) -> Option<i64> {
-        let mut tracker = self.lock();
-        let committable = tracker.committable?;
-        if !force && tracker.committed == Some(committable) {
-            return None;
-        }
-        tracker.committed = Some(committable);
-        Some(committable)
-    }
-
-    /// Forgets that `offset` was committed, so that the next commit sends it again.
-    pub(crate) fn commit_failed(&self, offset: i64) {
-        let mut tracker = self.lock();
-        if tracker.committed == Some(offset) {
-            tracker.committed = None;
-        }
-    }
-
-    /// Stops tracking (the partition is being taken away) and returns the offset to commit.
-    pub(crate) fn revoke(&self) -> Option<i64> {
-        let mut tracker = self.lock();
-        tracker.revoked = true;
-        tracker.pending.clear();
-        tracker.committed = tracker.committable;
-        tracker.committable
-    }
-}
-
-impl Tracker {
-    fn find(&mut self, offset: i64) -> Option<&mut Entry> {
-        let index = self
-            .pending
-            .binary_search_by_key(&offset, |entry| entry.offset)
-            .ok()?;
-        self.pending.get_mut(index)
-    }
-
-    /// Pops the acknowledged prefix; returns whether the committable offset moved.
-    fn advance(&mut self) -> bool {
-        let mut advanced = false;
-        while let Some(front) = self.pending.front() {
-            if front.state != EntryState::Acked {
+    /// Handles `first` and the records that are ready after it, up to `max-poll-records`, then
+    /// ends the batch (Spring's "records of one poll").
+    async fn read_batch(
+        &mut self,
+        first: Option<(ConsumerRecord, Delivery)>,
+        stream: &mut MessageStream<'_, C>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let spec = Arc::clone(&self.setup.spec);
+        let mut next = first;
+        let mut handled = 0;
+        loop {
+            if let Some((record, delivery)) = next.take() {
+                self.handle(record, delivery).await;
+                handled += 1;
+            }
+            self.drain_acks(None);
+            let full = self.tracker.in_flight() >= spec.max_in_flight;
+            if handled >= spec.max_poll_records || full || self.hold.is_some() || *stop.borrow() {
                 break;
             }
-            self.committable = Some(front.offset + 1);
-            self.pending.pop_front();
-            advanced = true;
+            match stream.next().now_or_never() {
+                Some(Some(message)) => next = self.accept(message),
+                _ => break,
+            }
         }
-        advanced
+        self.offer(true);
+    }
+
+    /// Tracks a record read from the queue and copies it out of librdkafka.
+    fn accept(
+        &mut self,
+        message: KafkaResult<BorrowedMessage<'_>>,
+    ) -> Option<(ConsumerRecord, Delivery)> {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(
+                    listener = self.setup.spec.id, topic = %self.setup.topic,
+                    partition = self.setup.partition, %error, "consumer error"
+                );
+                return None;
+            }
+        };
+        let Some(delivery) = self.tracker.track(message.offset()) else {
+            tracing::debug!(
+                record = %Coordinates(&self.setup.topic, self.setup.partition, message.offset()),
+                "record from before a seek dropped"
+            );
+            return None;
+        };
+        Some((
+            ConsumerRecord::detach(&message, &self.setup.topic),
+            delivery,
+        ))
+    }
+
+    /// One delivery of a record, and what its outcome leads to.
+    async fn handle(&mut self, record: ConsumerRecord, delivery: Delivery) {
+        let spec = Arc::clone(&self.setup.spec);
+        if let Some(retry) = &spec.retry_topics {
+            // Held once: a record back from its wait is due, whatever its (clamped) header says.
+            let held = self.held_until_due.take() == Some(delivery.offset);
+            if let Some(wait) = retry
+                .wait_until_due(&record, &spec.main_topics)
+                .filter(|_| !held)
+            {
+                // Not due yet: the partition waits and the record comes back when it is.
+                self.held_until_due = Some(delivery.offset);
+                self.rewind(delivery.offset, wait);
+                return;
+            }
+        }
+        let previous = self.failure.take().filter(|f| f.offset == delivery.offset);
+        let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
+        self.setup.progress.handling(delivery.offset);
+        if let Some(Failure {
+            unrecovered: Some(error),
+            attempts,
+            recovery_failures,
+            ..
+        }) = previous
+        {
+            self.recover(&record, delivery, error, attempts, recovery_failures)
+                .await;
+        } else {
+            self.current = Some((delivery, attempt));
+            let ack = spec.ack_mode.is_manual().then(|| {
+                let coordinates = (delivery.offset, delivery.epoch);
+                let (topic, partition) = (Arc::clone(&self.setup.topic), self.setup.partition);
+                Ack::new(self.ack_sender.clone(), topic, partition, coordinates)
+            });
+            let (outcome, record) =
+                delivery::deliver(&spec, &self.setup.app, record, ack, attempt, &self.metrics)
+                    .await;
+            self.settle(outcome, &record, delivery, attempt).await;
+        }
+        self.setup.progress.progressed(self.tracker.in_flight() > 0);
+    }
+
+    async fn settle(
+        &mut self,
+        outcome: Outcome,
+        record: &ConsumerRecord,
+        delivery: Delivery,
+        attempt: u32,
+    ) {
+        let spec = Arc::clone(&self.setup.spec);
+        let error = match outcome {
+            Outcome::Handled => {
+                // The handler's own ack or nack comes first.
+                self.drain_acks(None);
+                if !spec.ack_mode.is_manual() {
+                    self.acknowledge(delivery);
+                }
+                return;
+            }
+            Outcome::Rejected(error) => {
+                return self.recover(record, delivery, error, attempt, 0).await
+            }
+            Outcome::Failed(error) => error,
+        };
+        // A failed handler usually drops its Ack on the way out: the failure decides, not that nack.
+        self.drain_acks(Some(delivery));
+        let coordinates = Coordinates(&self.setup.topic, self.setup.partition, delivery.offset);
+        if !self.tracker.is_pending(delivery) {
+            tracing::error!(
+                listener = spec.id, record = %coordinates, %error,
+                "handler failed after acknowledging the record; it stays acknowledged"
+            );
+            return;
+        }
+        let retry_in_place = spec.retry_topics.is_none()
+            && error.is_retryable()
+            && attempt < spec.errors.max_attempts;
+        if !retry_in_place {
+            return self.recover(record, delivery, error, attempt, 0).await;
+        }
+        let delay = spec.errors.delay(attempt);
+        tracing::warn!(
+            listener = spec.id, record = %coordinates, attempt, ?delay, %error,
+            "handler failed; the record will be delivered again"
+        );
+        self.failure = Some(Failure {
+            offset: delivery.offset,
+            attempts: attempt,
+            unrecovered: None,
+            recovery_failures: 0,
+        });
+        self.rewind(delivery.offset, delay);
+    }
+
+    /// Hands a record to the recoverer; acknowledges it once recovered, else keeps it
+    /// uncommitted and tries again after a back-off that grows up to the error handler's
+    /// longest interval.
+    async fn recover(
+        &mut self,
+        record: &ConsumerRecord,
+        delivery: Delivery,
+        error: HandlerError,
+        attempts: u32,
+        recovery_failures: u32,
+    ) {
+        let spec = Arc::clone(&self.setup.spec);
+        match error_handler::recover(&spec, record, &error, attempts, &self.metrics).await {
+            Ok(()) => {
+                self.setup.progress.recovery_failing(false);
+                self.acknowledge(delivery);
+            }
+            Err(failed) => {
+                self.metrics.recovery_failures.increment(1);
+                let failures = recovery_failures.saturating_add(1);
+                let delay = RECOVERY_RETRY_MIN
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(spec.errors.max_interval().max(RECOVERY_RETRY_MIN));
+                tracing::error!(
+                    listener = spec.id, record = %record.coordinates(), topic = %failed.topic,
+                    error = %failed.error, failures, ?delay,
+                    "publication failed; the record stays uncommitted and will be tried again"
+                );
+                self.setup.progress.recovery_failing(true);
+                self.failure = Some(Failure {
+                    offset: delivery.offset,
+                    attempts,
+                    unrecovered: Some(error),
+                    recovery_failures: failures,
+                });
+                self.rewind(delivery.offset, delay);
+            }
+        }
+    }
+
+    /// Applies the acknowledgments queued so far; `ignoring` a nack of that delivery.
+    fn drain_acks(&mut self, ignoring: Option<Delivery>) {
+        while let Ok(event) = self.acks.try_recv() {
+            self.on_ack(event, ignoring);
+        }
+    }
+
+    fn on_ack(&mut self, event: AckEvent, ignoring: Option<Delivery>) {
+        let delivery = Delivery {
+            offset: event.offset,
+            epoch: event.epoch,
+        };
+        match event.kind {
+            AckKind::Ack => self.acknowledge(delivery),
+            AckKind::Nack(_) if ignoring == Some(delivery) => {}
+            AckKind::Nack(delay) => {
+                if !self.tracker.is_pending(delivery) {
+                    return;
+                }
+                let attempts = match self.current {
+                    Some((current, attempt)) if current == delivery => attempt,
+                    _ => 1,
+                };
+                self.failure = Some(Failure {
+                    offset: delivery.offset,
+                    attempts,
+                    unrecovered: None,
+                    recovery_failures: 0,
+                });
+                self.rewind(delivery.offset, delay);
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, delivery: Delivery) {
+        if !self.tracker.ack(delivery) {
+            return;
+        }
+        if let Some(committable) = self.tracker.committable() {
+            self.setup.progress.committable(committable);
+        }
+        self.acked += 1;
+        if matches!(
+            self.setup.spec.ack_mode,
+            AckMode::Record | AckMode::ManualImmediate
+        ) {
+            self.offer(false);
+        }
+    }
+
+    /// Offers the committable offset when it moved (or, at a batch's end, when records were
+    /// acknowledged since the last offer); the committer decides when it is committed.
+    fn offer(&mut self, batch_end: bool) {
+        let Some(committable) = self.tracker.committable() else {
+            return;
+        };
+        let moved = self.offered.is_none_or(|offered| committable > offered);
+        if !(moved || batch_end && self.acked > 0) {
+            return;
+        }
+        let partition = (Arc::clone(&self.setup.topic), self.setup.partition);
+        let acked = std::mem::take(&mut self.acked);
+        self.setup
+            .committer
+            .offer(partition, self.setup.owner, committable, acked, batch_end);
+        self.offered = Some(committable);
+    }
+
+    /// Forgets `offset` and what follows, and reads again from it after `delay`: at once, or
+    /// with the partition paused meanwhile.
+    fn rewind(&mut self, offset: i64, delay: Duration) {
+        self.tracker.rewind(offset);
+        let sought = self.seek(offset);
+        if sought && delay.is_zero() {
+            return;
+        }
+        self.pause(true);
+        let wait = if sought {
+            delay
+        } else {
+            delay.max(RECOVERY_RETRY_MIN)
+        };
+        self.hold = Some(Hold {
+            until: after(wait),
+            seek: (!sought).then_some(offset),
+        });
+    }
+
+    /// The hold is over: seek if the earlier seek failed, and read on.
+    fn release(&mut self) {
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
+        if let Some(offset) = hold.seek {
+            if !self.seek(offset) {
+                // Reading on would skip records: stay paused and try again.
+                self.hold = Some(Hold {
+                    until: after(RECOVERY_RETRY_MIN),
+                    seek: Some(offset),
+                });
+                return;
+            }
+        }
+        self.pause(false);
+    }
+
+    fn seek(&self, offset: i64) -> bool {
+        let (topic, partition) = (&*self.setup.topic, self.setup.partition);
+        // Timeout zero: asynchronous, no broker round trip; librdkafka discards what it fetched
+        // before the seek.
+        match self
+            .setup
+            .consumer
+            .seek(topic, partition, Offset::Offset(offset), Duration::ZERO)
+        {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(
+                    listener = self.setup.spec.id, topic, partition, offset, %error,
+                    "seek failed; the partition stays paused and the seek is tried again"
+                );
+                false
+            }
+        }
+    }
+
+    fn pause(&self, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.setup.topic, self.setup.partition);
+        let consumer = &self.setup.consumer;
+        let result = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        if let Err(error) = result {
+            tracing::debug!(
+                topic = %self.setup.topic, partition = self.setup.partition, %error, pause,
+                "cannot pause/resume partition"
+            );
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use tokio::sync::mpsc::UnboundedReceiver;
-
-    use super::{PartitionState, Resolution};
-    use crate::config::{AckMode, Format};
-    use crate::container::consumer::{Command, ConsumerShared};
-    use crate::container::ListenerSpec;
-    use crate::extract::{RecordContext, Rejection};
-    use crate::listener::Invocation;
-
-    fn never_called(_: &mut RecordContext) -> Invocation {
-        Invocation::Rejected(Rejection::new("test", "not called"))
-    }
-
-    fn partition(ack_mode: AckMode) -> (Arc<PartitionState>, UnboundedReceiver<Command>) {
-        let spec = Arc::new(ListenerSpec {
-            id: "test",
-            topics: vec!["t".into()],
-            group: "g".into(),
-            concurrency: 1,
-            ack_mode,
-            invoke: never_called,
-            formats: (Format::String, Format::Json),
-            max_in_flight: 100,
-            max_poll_records: 500,
-            ack_count: 1,
-            ack_time: Duration::from_secs(5),
-            poll_timeout: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(10),
-            correlation_header: "correlation_id".into(),
-            record_span: crate::config::SpanLevel::Info,
-            errors: crate::container::ErrorPolicy::new(&Default::default()),
-            retry_topics: None,
-            main_topics: vec!["t".into()],
-            dead_letter: None,
-        });
-        let health = crate::management::health::Health::new(&Default::default());
-        let (shared, commands) = ConsumerShared::new(
-            spec,
-            "test-0".into(),
-            health.consumer("test", "test-0", "g"),
-        );
-        (
-            Arc::new(PartitionState::new(Arc::from("t"), 0, shared)),
-            commands,
-        )
-    }
-
-    fn rewind(commands: &mut UnboundedReceiver<Command>) -> Option<(i64, Duration, u64)> {
-        match commands.try_recv().ok()? {
-            Command::Rewind {
-                offset,
-                delay,
-                epoch,
-                ..
-            } => Some((offset, delay, epoch)),
-            Command::Seek { .. } => None,
-        }
-    }
-
-    #[test]
-    fn commits_stop_at_the_first_unacknowledged_offset() {
-        let (state, _commands) = partition(AckMode::Manual);
-        for offset in 5..=8 {
-            state.dispatch(offset);
-        }
-        state.ack(5);
-        state.ack(7);
-        assert_eq!(state.take_commit(false), Some(6));
-        assert_eq!(state.take_commit(false), None, "nothing new to commit");
-        state.ack(6);
-        assert_eq!(state.take_commit(false), Some(8));
-        assert_eq!(state.in_flight(), 1);
-        state.ack(8);
-        assert_eq!(state.take_commit(false), Some(9));
-        assert_eq!(state.take_commit(true), Some(9), "force commits again");
-    }
-
-    #[test]
-    fn a_nack_inside_the_handler_rewinds_when_the_handler_returns() {
-        let (state, mut commands) = partition(AckMode::Manual);
-        for offset in 0..3 {
-            state.dispatch(offset);
-        }
-        state.nack(0, Duration::from_millis(250));
-        assert!(rewind(&mut commands).is_none(), "waits for the handler");
-        assert_eq!(state.handler_finished(0, true, false), Resolution::Rewound);
-        assert_eq!(
-            rewind(&mut commands),
-            Some((0, Duration::from_millis(250), 1))
-        );
-        assert_eq!(state.epoch(), 1);
-        assert_eq!(
-            state.in_flight(),
-            0,
-            "records after the nacked one are dropped too"
-        );
-        state.ack(1);
-        assert_eq!(
-            state.take_commit(false),
-            None,
-            "acks of dropped records are ignored"
-        );
-    }
-
-    #[test]
-    fn a_late_nack_rewinds_at_once_and_keeps_the_acknowledged_prefix() {
-        let (state, mut commands) = partition(AckMode::Manual);
-        for offset in 0..4 {
-            state.dispatch(offset);
-            assert_eq!(
-                state.handler_finished(offset, true, false),
-                Resolution::Settled
-            );
-        }
-        state.ack(0);
-        state.nack(2, Duration::ZERO);
-        assert_eq!(rewind(&mut commands), Some((2, Duration::ZERO, 1)));
-        assert_eq!(state.take_commit(false), Some(1));
-        state.ack(1);
-        assert_eq!(
-            state.take_commit(false),
-            Some(2),
-            "offset 1 is still tracked"
-        );
-    }
-
-    #[test]
-    fn a_failed_handler_that_dropped_its_ack_is_a_failure_not_a_nack() {
-        let (state, mut commands) = partition(AckMode::Manual);
-        state.dispatch(0);
-        state.nack(0, Duration::ZERO);
-        assert_eq!(state.handler_finished(0, false, false), Resolution::Failed);
-        assert!(rewind(&mut commands).is_none(), "the worker decides");
-        state.ack(0);
-        assert_eq!(
-            state.take_commit(false),
-            Some(1),
-            "giving up settles the record"
-        );
-    }
-
-    #[test]
-    fn failures_and_auto_acks_are_settled_by_the_worker() {
-        let (state, _commands) = partition(AckMode::Record);
-        state.dispatch(0);
-        state.dispatch(1);
-        assert_eq!(state.handler_finished(0, false, true), Resolution::Failed);
-        assert_eq!(state.take_commit(false), None);
-        assert_eq!(state.handler_finished(1, true, true), Resolution::Settled);
-        assert_eq!(state.take_commit(false), None, "1 waits for 0");
-        state.ack(0);
-        assert_eq!(state.take_commit(false), Some(2));
-    }
-
-    #[test]
-    fn a_revoked_partition_ignores_late_acks() {
-        let (state, _commands) = partition(AckMode::Manual);
-        state.dispatch(0);
-        state.dispatch(1);
-        state.ack(0);
-        assert_eq!(state.revoke(), Some(1));
-        state.ack(1);
-        assert!(state.is_revoked());
-        assert_eq!(state.handler_finished(1, true, false), Resolution::Gone);
-        assert_eq!(state.take_commit(false), None);
-    }
+/// `wait` from now; a wait too long to represent (a user's nack delay) means a year.
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }

@@ -98,17 +98,58 @@ impl RetryTopics {
 }
 
 /// Milliseconds since the epoch, now.
-pub(crate) fn now_millis() -> i64 {
+fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// How long until `record` is due, if it carries a due time in the future.
-pub(crate) fn wait_until_due(record: &ConsumerRecord) -> Option<Duration> {
-    let due = header(record, BACKOFF_TIMESTAMP).and_then(decode_big_integer)?;
-    let wait = due - now_millis();
-    (wait > 0).then(|| Duration::from_millis(wait.unsigned_abs()))
+impl RetryTopics {
+    /// How long until `record`, read from one of the retry topics of `mains`, is due. The due
+    /// time comes from the wire: a malformed one counts as absent, and one further ahead than the
+    /// longest configured delay is clamped to it (a crafted header must not hold a partition for
+    /// ever). Records of the main topics are always due.
+    pub(crate) fn wait_until_due(
+        &self,
+        record: &ConsumerRecord,
+        mains: &[String],
+    ) -> Option<Duration> {
+        if self.stage(&record.topic, mains)?.index == 0 {
+            return None;
+        }
+        let header = header(record, BACKOFF_TIMESTAMP)?;
+        let Some(due) = decode_big_integer(header) else {
+            tracing::warn!(
+                record = %record.coordinates(), header = BACKOFF_TIMESTAMP, bytes = header.len(),
+                "malformed due time; the record is handled now"
+            );
+            return None;
+        };
+        let wait = u64::try_from(due.saturating_sub(now_millis())).ok()?;
+        let longest = self.longest_delay();
+        let wait = Duration::from_millis(wait);
+        if wait > longest {
+            tracing::warn!(
+                record = %record.coordinates(), ?wait, max = ?longest,
+                "due time further ahead than the longest retry delay; waiting the longest delay"
+            );
+        }
+        Some(wait.min(longest)).filter(|wait| !wait.is_zero())
+    }
+
+    /// The longest wait between two retries.
+    fn longest_delay(&self) -> Duration {
+        (0..self.attempts)
+            .filter_map(|index| {
+                let stage = Stage {
+                    main: String::new(),
+                    index,
+                };
+                self.next(&stage).map(|(_, delay)| delay)
+            })
+            .max()
+            .unwrap_or(self.delay)
+    }
 }
 
 /// The headers of `record` republished to a retry topic, due in `delay`.
@@ -185,6 +226,57 @@ mod tests {
         for n in [0, 1, 127, 128, 1_786_864_805_192, -129, i64::MAX, i64::MIN] {
             assert_eq!(decode_big_integer(&encode_big_integer(n)), Some(n), "{n}");
         }
+    }
+
+    fn retry_record(topic: &str, due: &[u8]) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: topic.into(),
+            partition: 0,
+            offset: 7,
+            timestamp: None,
+            timestamp_type: crate::record::TimestampType::NotAvailable,
+            key: None,
+            value: None,
+            headers: vec![crate::record::Header {
+                key: BACKOFF_TIMESTAMP.to_owned(),
+                value: Some(due.to_vec()),
+            }],
+        }
+    }
+
+    #[test]
+    fn due_times_from_the_wire_are_clamped_and_main_topic_records_are_always_due() {
+        let settings = RetryTopicSettings {
+            enabled: Some(true),
+            attempts: Some(3),
+            delay: Some(Duration::from_millis(100)),
+            multiplier: Some(2.0),
+            max_delay: None,
+        };
+        let policy = RetryTopics::new(&settings).expect("enabled");
+        let mains = vec!["orders".to_owned()];
+        let overflow = [0x80, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            policy.wait_until_due(&retry_record("orders-retry-0", &overflow), &mains),
+            None,
+            "i64::MIN is long past"
+        );
+        let far = encode_big_integer(now_millis() + 86_400_000);
+        assert_eq!(
+            policy.wait_until_due(&retry_record("orders-retry-1", &far), &mains),
+            Some(Duration::from_millis(200)),
+            "a day ahead waits the longest delay"
+        );
+        assert_eq!(
+            policy.wait_until_due(&retry_record("orders", &far), &mains),
+            None,
+            "main-topic records are not held"
+        );
+        assert_eq!(
+            policy.wait_until_due(&retry_record("orders-retry-0", &[1; 9]), &mains),
+            None,
+            "malformed: absent"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! reads it. Nothing here blocks a consumer.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ impl Health {
             broker_up: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             partitions: Mutex::new(BTreeMap::new()),
+            progress: Mutex::new(Vec::new()),
+            failures: Mutex::new(Vec::new()),
         });
         lock(&self.consumers).push(Arc::clone(&consumer));
         consumer
@@ -97,6 +99,15 @@ impl Health {
         let readiness = self.readiness();
         let consumers: Vec<Value> = lock(&self.consumers).iter().map(|c| c.details()).collect();
         let degraded = consumers.iter().any(|c| c["lag-status"] == "DEGRADED");
+        let failing: Vec<Value> = consumers
+            .iter()
+            .flat_map(|c| {
+                c["recovery-failing"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
         let status = if liveness.is_up() && readiness.is_up() {
             "UP"
         } else {
@@ -109,6 +120,10 @@ impl Health {
             "lag": {
                 "status": if degraded { "DEGRADED" } else { "OK" },
                 "threshold": self.lag_threshold,
+            },
+            "recovery": {
+                "status": if failing.is_empty() { "OK" } else { "DEGRADED" },
+                "failing": failing,
             },
             "consumers": consumers,
         })
@@ -156,6 +171,75 @@ pub(crate) struct ConsumerHealth {
     broker_up: AtomicBool,
     stopped: AtomicBool,
     partitions: Mutex<BTreeMap<(String, i32), PartitionLag>>,
+    /// The running partition tasks' progress.
+    progress: Mutex<Vec<Arc<PartitionProgress>>>,
+    /// Partition tasks that ended without being asked to (a panic outside the handler).
+    failures: Mutex<Vec<String>>,
+}
+
+/// What one partition task reports: whether it has work, and when it last made progress.
+pub(crate) struct PartitionProgress {
+    started: Instant,
+    name: String,
+    last_progress_ms: AtomicU64,
+    busy: AtomicBool,
+    /// The offset whose handler runs, or -1.
+    handling: AtomicI64,
+    /// The partition's committable offset, or -1.
+    committable: AtomicI64,
+    recovery_failing: AtomicBool,
+}
+
+impl PartitionProgress {
+    /// The handler of the record at `offset` starts.
+    pub(crate) fn handling(&self, offset: i64) {
+        self.handling.store(offset, Ordering::Relaxed);
+        if !self.busy.swap(true, Ordering::Relaxed) {
+            self.last_progress_ms
+                .store(millis_since(self.started), Ordering::Relaxed);
+        }
+    }
+
+    /// A record was settled; `busy` while records still wait for their acknowledgment.
+    pub(crate) fn progressed(&self, busy: bool) {
+        self.handling.store(-1, Ordering::Relaxed);
+        self.last_progress_ms
+            .store(millis_since(self.started), Ordering::Relaxed);
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
+    /// The acknowledged prefix moved: `offset` may be committed.
+    pub(crate) fn committable(&self, offset: i64) {
+        self.committable.store(offset, Ordering::Relaxed);
+    }
+
+    /// The last committable offset reported, if any (for a task that cannot answer any more).
+    pub(crate) fn last_committable(&self) -> Option<i64> {
+        Some(self.committable.load(Ordering::Relaxed)).filter(|offset| *offset >= 0)
+    }
+
+    /// The offset whose handler runs now, if one does.
+    pub(crate) fn handled_offset(&self) -> Option<i64> {
+        Some(self.handling.load(Ordering::Relaxed)).filter(|offset| *offset >= 0)
+    }
+
+    /// Whether the recoverer fails to publish (a dead-letter topic refusing records).
+    pub(crate) fn recovery_failing(&self, failing: bool) {
+        if self.recovery_failing.swap(failing, Ordering::Relaxed) != failing && !failing {
+            tracing::info!(partition = %self.name, "dead-letter publication works again");
+        }
+    }
+
+    /// How long the task has had work without progress, if it has work.
+    fn stalled_for(&self) -> Option<Duration> {
+        if !self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let last = self.last_progress_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(
+            millis_since(self.started).saturating_sub(last),
+        ))
+    }
 }
 
 impl ConsumerHealth {
@@ -176,6 +260,32 @@ impl ConsumerHealth {
         if self.broker_up.swap(false, Ordering::AcqRel) {
             tracing::warn!(consumer = %self.name, "no broker reachable; readiness is down");
         }
+    }
+
+    /// Registers the task of an assigned partition and returns the handle it reports through.
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Arc<PartitionProgress> {
+        let progress = Arc::new(PartitionProgress {
+            started: self.started,
+            name: format!("{topic}-{partition}"),
+            last_progress_ms: AtomicU64::new(millis_since(self.started)),
+            busy: AtomicBool::new(false),
+            handling: AtomicI64::new(-1),
+            committable: AtomicI64::new(-1),
+            recovery_failing: AtomicBool::new(false),
+        });
+        lock(&self.progress).push(Arc::clone(&progress));
+        progress
+    }
+
+    /// The partition's task stopped (revoked, or the consumer closes).
+    pub(crate) fn partition_gone(&self, progress: &Arc<PartitionProgress>) {
+        lock(&self.progress).retain(|p| !Arc::ptr_eq(p, progress));
+    }
+
+    /// A partition task ended without being asked to: liveness is down from now on.
+    pub(crate) fn task_failed(&self, problem: String) {
+        tracing::error!(consumer = %self.name, "{problem}");
+        lock(&self.failures).push(problem);
     }
 
     /// The poll loop ended.
@@ -247,6 +357,15 @@ impl ConsumerHealth {
                 self.name, self.stuck_timeout
             ));
         }
+        problems.extend(lock(&self.failures).iter().cloned());
+        for progress in lock(&self.progress).iter() {
+            if let Some(stalled) = progress.stalled_for().filter(|s| *s > self.stuck_timeout) {
+                problems.push(format!(
+                    "consumer {}: partition {} made no progress for {stalled:?} (stuck-timeout {:?})",
+                    self.name, progress.name, self.stuck_timeout
+                ));
+            }
+        }
         problems
     }
 
@@ -276,6 +395,11 @@ impl ConsumerHealth {
             .map(|((topic, partition), p)| (format!("{topic}-{partition}"), p.lag))
             .collect();
         let degraded = partitions.values().any(|p| p.above >= LAG_REPORTS_TO_ALERT);
+        let failing: Vec<String> = lock(&self.progress)
+            .iter()
+            .filter(|p| p.recovery_failing.load(Ordering::Relaxed))
+            .map(|p| p.name.clone())
+            .collect();
         json!({
             "listener": self.listener,
             "consumer": self.name,
@@ -286,6 +410,8 @@ impl ConsumerHealth {
             "last-poll-ms-ago": u64::try_from(self.idle().as_millis()).unwrap_or(u64::MAX),
             "lag": lag,
             "lag-status": if degraded { "DEGRADED" } else { "OK" },
+            "recovery-status": if failing.is_empty() { "OK" } else { "DEGRADED" },
+            "recovery-failing": failing,
         })
     }
 }

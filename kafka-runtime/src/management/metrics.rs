@@ -16,6 +16,7 @@ pub(crate) const HANDLED: &str = "kafka_listener_records_handled_total";
 pub(crate) const FAILED: &str = "kafka_listener_records_failed_total";
 pub(crate) const RETRIED: &str = "kafka_listener_records_retried_total";
 pub(crate) const DEAD_LETTERED: &str = "kafka_listener_records_dead_lettered_total";
+pub(crate) const RECOVERY_FAILURES: &str = "kafka_listener_recovery_failures_total";
 pub(crate) const HANDLER_SECONDS: &str = "kafka_listener_handler_seconds";
 pub(crate) const COMMIT_SECONDS: &str = "kafka_consumer_commit_seconds";
 pub(crate) const COMMIT_FAILURES: &str = "kafka_consumer_commit_failures_total";
@@ -77,6 +78,10 @@ fn describe() {
     );
     describe_counter!(RETRIED, "Redeliveries of a record after a failed delivery");
     describe_counter!(DEAD_LETTERED, "Records published to a dead-letter topic");
+    describe_counter!(
+        RECOVERY_FAILURES,
+        "Dead-letter or retry-topic publications that failed (the record stays uncommitted)"
+    );
     describe_histogram!(
         HANDLER_SECONDS,
         Unit::Seconds,
@@ -106,6 +111,7 @@ pub(crate) struct RecordMetrics {
     pub(crate) failed: Counter,
     pub(crate) retried: Counter,
     pub(crate) dead_lettered: Counter,
+    pub(crate) recovery_failures: Counter,
     pub(crate) handler_seconds: Histogram,
 }
 
@@ -121,6 +127,7 @@ impl RecordMetrics {
             failed: metrics::counter!(FAILED, &labels),
             retried: metrics::counter!(RETRIED, &labels),
             dead_lettered: metrics::counter!(DEAD_LETTERED, &labels),
+            recovery_failures: metrics::counter!(RECOVERY_FAILURES, &labels),
             handler_seconds: metrics::histogram!(HANDLER_SECONDS, &labels),
         }
     }

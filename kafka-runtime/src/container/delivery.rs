@@ -1,0 +1,118 @@
+//! One delivery of a record to its handler: the arguments extracted, the handler run inside the
+//! record's span and the correlation scope, panics caught, the outcome measured.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use super::ListenerSpec;
+use crate::ack::Ack;
+use crate::config::SpanLevel;
+use crate::context::AppContext;
+use crate::extract::RecordContext;
+use crate::listener::{HandlerError, Invocation};
+use crate::management::metrics::RecordMetrics;
+use crate::propagation;
+use crate::record::ConsumerRecord;
+
+/// How a delivery ended.
+pub(crate) enum Outcome {
+    /// The handler returned `Ok`.
+    Handled,
+    /// The handler returned an error or panicked.
+    Failed(HandlerError),
+    /// An argument could not be built from the record: retrying cannot make bad bytes good.
+    Rejected(HandlerError),
+}
+
+/// Runs the handler of `spec` on `record` (delivery `attempt`, 1 for the first); gives the
+/// record back with the outcome.
+pub(crate) async fn deliver(
+    spec: &ListenerSpec,
+    app: &Arc<AppContext>,
+    record: ConsumerRecord,
+    ack: Option<Ack>,
+    attempt: u32,
+    metrics: &RecordMetrics,
+) -> (Outcome, ConsumerRecord) {
+    metrics.received.increment(1);
+    if attempt > 1 {
+        metrics.retried.increment(1);
+    }
+    let span = record_span(spec, &record, attempt);
+    let inherited = propagation::inherited(&record, &spec.correlation_header);
+    if let Some((_, id)) = inherited
+        .iter()
+        .find(|(key, _)| *key == spec.correlation_header)
+    {
+        span.record("correlation_id", tracing::field::display(Lossy(id)));
+    }
+    let mut ctx = RecordContext::new(record, ack, Arc::clone(app), spec.formats, attempt);
+    // Extractors are user code too: a panic there is a failed delivery, not a dead task.
+    let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)));
+    let record = ctx.into_record();
+    let outcome = match invocation {
+        Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
+        Ok(Invocation::Rejected(rejection)) => {
+            Outcome::Rejected(HandlerError::rejected(&rejection))
+        }
+        Ok(Invocation::Run(future)) => {
+            let started = Instant::now();
+            let result = propagation::scope(
+                inherited,
+                AssertUnwindSafe(future).catch_unwind().instrument(span),
+            )
+            .await;
+            metrics
+                .handler_seconds
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(Ok(())) => Outcome::Handled,
+                Ok(Err(error)) => Outcome::Failed(error),
+                Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
+            }
+        }
+    };
+    match outcome {
+        Outcome::Handled => metrics.handled.increment(1),
+        _ => metrics.failed.increment(1),
+    }
+    (outcome, record)
+}
+
+/// The span a record is handled in, at the listener's `record-span` level.
+fn record_span(spec: &ListenerSpec, record: &ConsumerRecord, attempt: u32) -> tracing::Span {
+    // A span's level is fixed where it is written: one call site per level.
+    macro_rules! record_span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "record",
+                listener = spec.id,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                key = record.key.as_deref().map(Lossy).map(tracing::field::display),
+                attempt,
+                correlation_id = tracing::field::Empty,
+            )
+        };
+    }
+    match spec.record_span {
+        SpanLevel::Debug => record_span!(tracing::Level::DEBUG),
+        SpanLevel::Trace => record_span!(tracing::Level::TRACE),
+        _ => record_span!(tracing::Level::INFO),
+    }
+}
+
+/// Bytes shown as text (invalid UTF-8 replaced) only when a log line is written.
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
+}
