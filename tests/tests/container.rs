@@ -120,6 +120,12 @@ async fn flaky_manual(
 /// no back-off: every offset is handled and every partition committed to its end.
 async fn failing_backlog_drains(listener: &str, partitions: i32, count: i64) {
     let cluster = Cluster::start();
+    // A real broker is slower to fetch again after each rewind: a smaller backlog there.
+    let count = if cluster.embedded().is_some() {
+        count
+    } else {
+        count / 5
+    };
     let topic = cluster.topic("stall", partitions);
     let group = unique("stall");
     produce_spread(cluster.bootstrap(), &topic, partitions, count);
