@@ -10,12 +10,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{http_get, metric, unique, Cluster, Recorder, PATIENCE};
+use common::{http_get, metric, produce_spread, unique, Cluster, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
 use kafka_runtime::RunningApplication;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::ClientConfig;
 
 /// Fast rewinds on the mock cluster, which holds a fetch for `fetch.wait.max.ms` even when data
 /// is there.
@@ -38,34 +36,6 @@ async fn start(
         .start()
         .await
         .expect("application starts")
-}
-
-/// Produces `count` records, record `n` to partition `n % partitions`.
-fn produce_spread(bootstrap: &str, topic: &str, partitions: i32, count: i64) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    for n in 0..count {
-        let value = format!("v{n}");
-        let partition = i32::try_from(n % i64::from(partitions)).expect("partition");
-        let mut record = BaseRecord::<(), _>::to(topic)
-            .payload(&value)
-            .partition(partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = returned;
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("records are produced");
 }
 
 // --- 1. a failed record never leaves a stale tracked offset that stalls its partition ----------

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_runtime::{Config, EmbeddedKafka};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 
@@ -183,27 +184,55 @@ pub fn produce_all(
     topic: &str,
     records: impl IntoIterator<Item = (String, String)>,
 ) {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
+    let producer = producer(bootstrap);
     for (key, value) in records {
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = returned;
-                }
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(topic).key(&key).payload(&value));
     }
     producer
         .flush(Duration::from_secs(60))
         .expect("records are produced");
+}
+
+/// Produces `count` keyless records `v<n>`, record `n` to partition `n % partitions`.
+pub fn produce_spread(bootstrap: &str, topic: &str, partitions: i32, count: i64) {
+    let producer = producer(bootstrap);
+    for n in 0..count {
+        let value = format!("v{n}");
+        let partition = i32::try_from(n % i64::from(partitions)).expect("partition");
+        send_waiting(
+            &producer,
+            BaseRecord::<(), _>::to(topic)
+                .payload(&value)
+                .partition(partition),
+        );
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("records are produced");
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer")
+}
+
+/// Sends `record`, waiting while the producer's queue is full.
+fn send_waiting<K: rdkafka::message::ToBytes + ?Sized, V: rdkafka::message::ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, V>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, returned)) => {
+                producer.poll(Duration::from_millis(10));
+                record = returned;
+            }
+        }
+    }
 }
 
 /// The repository's root.
