@@ -28,16 +28,26 @@ pub(crate) enum Outcome {
     Rejected(HandlerError),
 }
 
-/// Runs the handler of `spec` on `record` (delivery `attempt`, 1 for the first); gives the
-/// record back with the outcome.
+/// One delivery's number (1 for the first) and when it started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    pub(crate) number: u32,
+    pub(crate) started: Instant,
+}
+
+/// Runs the handler of `spec` on `record`; gives the record back with the outcome and when the
+/// delivery ended.
 pub(crate) async fn deliver(
     spec: &ListenerSpec,
     app: &Arc<AppContext>,
     record: ConsumerRecord,
     ack: Option<Ack>,
-    attempt: u32,
+    Attempt {
+        number: attempt,
+        started,
+    }: Attempt,
     metrics: &RecordMetrics,
-) -> (Outcome, ConsumerRecord) {
+) -> (Outcome, ConsumerRecord, Instant) {
     metrics.received.increment(1);
     if attempt > 1 {
         metrics.retried.increment(1);
@@ -60,15 +70,11 @@ pub(crate) async fn deliver(
             Outcome::Rejected(HandlerError::rejected(&rejection))
         }
         Ok(Invocation::Run(future)) => {
-            let started = Instant::now();
             let result = propagation::scope(
                 inherited,
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
             )
             .await;
-            metrics
-                .handler_seconds
-                .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(Ok(())) => Outcome::Handled,
                 Ok(Err(error)) => Outcome::Failed(error),
@@ -76,11 +82,15 @@ pub(crate) async fn deliver(
             }
         }
     };
+    let ended = Instant::now();
+    metrics
+        .handler_seconds
+        .record(ended.saturating_duration_since(started).as_secs_f64());
     match outcome {
         Outcome::Handled => metrics.handled.increment(1),
         _ => metrics.failed.increment(1),
     }
-    (outcome, record)
+    (outcome, record, ended)
 }
 
 /// The span a record is handled in, at the listener's `record-span` level.

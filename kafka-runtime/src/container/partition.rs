@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::committer::Committer;
-use super::delivery::{self, Outcome};
+use super::delivery::{self, Attempt, Outcome};
 use super::error_handler;
 use super::tracker::{Delivery, OffsetTracker};
 use super::ListenerSpec;
@@ -128,7 +128,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     self.on_ack(event, None);
                     self.drain_acks(None);
                     self.offer(true);
-                    self.setup.progress.progressed(self.tracker.in_flight() > 0);
+                    let busy = self.tracker.in_flight() > 0;
+                    self.setup.progress.progressed(busy, std::time::Instant::now());
                 }
                 Some(message) = stream.next(), if reading => {
                     let first = self.accept(message);
@@ -221,8 +222,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         }
         let previous = self.failure.take().filter(|f| f.offset == delivery.offset);
         let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
-        self.setup.progress.handling(delivery.offset);
-        if let Some(Failure {
+        let started = std::time::Instant::now();
+        self.setup.progress.handling(delivery.offset, started);
+        let ended = if let Some(Failure {
             unrecovered: Some(error),
             attempts,
             recovery_failures,
@@ -231,6 +233,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         {
             self.recover(&record, delivery, error, attempts, recovery_failures)
                 .await;
+            std::time::Instant::now()
         } else {
             self.current = Some((delivery, attempt));
             let ack = spec.ack_mode.is_manual().then(|| {
@@ -238,12 +241,19 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 let (topic, partition) = (Arc::clone(&self.setup.topic), self.setup.partition);
                 Ack::new(self.ack_sender.clone(), topic, partition, coordinates)
             });
-            let (outcome, record) =
+            let attempt = Attempt {
+                number: attempt,
+                started,
+            };
+            let (outcome, record, ended) =
                 delivery::deliver(&spec, &self.setup.app, record, ack, attempt, &self.metrics)
                     .await;
-            self.settle(outcome, &record, delivery, attempt).await;
-        }
-        self.setup.progress.progressed(self.tracker.in_flight() > 0);
+            self.settle(outcome, &record, delivery, attempt.number)
+                .await;
+            ended
+        };
+        let busy = self.tracker.in_flight() > 0;
+        self.setup.progress.progressed(busy, ended);
     }
 
     async fn settle(

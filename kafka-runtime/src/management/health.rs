@@ -191,20 +191,20 @@ pub(crate) struct PartitionProgress {
 }
 
 impl PartitionProgress {
-    /// The handler of the record at `offset` starts.
-    pub(crate) fn handling(&self, offset: i64) {
+    /// The handler of the record at `offset` starts, `now`.
+    pub(crate) fn handling(&self, offset: i64, now: Instant) {
         self.handling.store(offset, Ordering::Relaxed);
         if !self.busy.swap(true, Ordering::Relaxed) {
             self.last_progress_ms
-                .store(millis_since(self.started), Ordering::Relaxed);
+                .store(millis_between(self.started, now), Ordering::Relaxed);
         }
     }
 
-    /// A record was settled; `busy` while records still wait for their acknowledgment.
-    pub(crate) fn progressed(&self, busy: bool) {
+    /// A record was settled `at`; `busy` while records still wait for their acknowledgment.
+    pub(crate) fn progressed(&self, busy: bool, at: Instant) {
         self.handling.store(-1, Ordering::Relaxed);
         self.last_progress_ms
-            .store(millis_since(self.started), Ordering::Relaxed);
+            .store(millis_between(self.started, at), Ordering::Relaxed);
         self.busy.store(busy, Ordering::Relaxed);
     }
 
@@ -417,7 +417,11 @@ impl ConsumerHealth {
 }
 
 fn millis_since(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    millis_between(start, Instant::now())
+}
+
+fn millis_between(start: Instant, end: Instant) -> u64 {
+    u64::try_from(end.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
