@@ -38,13 +38,21 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
     let mut unknown = false;
     let mut poison_deliveries = 0;
     let mut dead_lettered = false;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // On the embedded cluster a member that misses the group's first generation makes the next
+    // rebalance wait `session.timeout.ms` - 1 s (44 s) with commits refused meanwhile (see
+    // NOTES.md): the seed's events are then delivered again. At least once is the contract.
+    let deadline = Instant::now() + Duration::from_secs(100);
     while (processed.len() < 4 || !unknown || !dead_lettered) && Instant::now() < deadline {
         let Ok(line) = received.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
+        let offset = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("offset="))
+            .map(str::to_owned);
         if line.contains("Processing event") && line.contains("key=\"user-123\"") {
-            processed.push(line.clone());
+            processed.retain(|(seen, _)| *seen != offset);
+            processed.push((offset, line.clone()));
         }
         if line.contains("Processing event") && line.contains("key=\"user-456\"") {
             poison_deliveries += 1;
@@ -59,12 +67,13 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
     assert!(terminated.success());
     let status = child.wait().expect("example exits");
 
+    processed.sort();
     assert_eq!(
         processed.len(),
         4,
         "the seed's four events are handled: {processed:#?}"
     );
-    for (line, event_type) in processed.iter().zip([
+    for ((_, line), event_type) in processed.iter().zip([
         "user_created",
         "user_updated",
         "user_deleted",
@@ -75,9 +84,9 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
         assert!(line.contains("correlation_id=\"abc-"), "{line}");
     }
     assert!(unknown, "an unknown event type is logged at warn");
-    assert_eq!(
-        poison_deliveries, 4,
-        "the bad event: the first delivery and 3 retries"
+    assert!(
+        poison_deliveries >= 4,
+        "the bad event: the first delivery and 3 retries ({poison_deliveries})"
     );
     assert!(dead_lettered, "then it is published to user-events.DLT");
     assert!(status.success(), "exits 0 on SIGTERM, got {status}");

@@ -356,7 +356,8 @@ pub struct ListenerSettings {
     )]
     pub poll_timeout: Duration,
     /// `max-in-flight`: per partition, records handed out but not yet acknowledged before the
-    /// partition is paused (default 1000). Not a Spring key: Spring's listeners run on the poll thread.
+    /// partition stops reading until acknowledgments arrive (default 1000). Not a Spring key:
+    /// Spring's listeners run on the poll thread.
     #[serde(default = "ListenerSettings::default_max_in_flight")]
     pub max_in_flight: u32,
     /// `shutdown-timeout`: how long in-flight handlers may run on at shutdown before their
@@ -459,7 +460,8 @@ pub struct ManagementSettings {
     /// statistics reports in a row is logged at warn and marks readiness details `DEGRADED`.
     #[serde(default)]
     pub lag_alert_threshold: Option<u64>,
-    /// `stuck-timeout`: a consumer whose poll loop has not turned for this long fails liveness
+    /// `stuck-timeout`: a consumer whose poll loop has not turned for this long, or a partition
+    /// whose handler or acknowledgments made no progress for this long, fails liveness
     /// (default 60s).
     #[serde(
         default = "ManagementSettings::default_stuck_timeout",

@@ -1,8 +1,9 @@
-//! What the health probes report: per consumer, whether its poll loop turns, whether it joined
-//! its group and reaches a broker, and its partitions' lag.
+//! What the health probes report: per consumer, whether its poll loop (the consumer thread) turns
+//! and its partitions make progress, whether it joined its group and reaches a broker, its
+//! partitions' lag, and whether dead-letter publication fails.
 //!
-//! Consumers write here from their poll loops and librdkafka callbacks; the management endpoint
-//! reads it. Nothing here blocks a consumer.
+//! Consumers write here from their threads, partition tasks and librdkafka callbacks; the
+//! management endpoint reads it. Nothing here blocks a consumer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -69,7 +70,8 @@ impl Health {
         self.stopping.store(true, Ordering::Release);
     }
 
-    /// Liveness: every consumer's poll loop runs and has turned within `stuck-timeout`.
+    /// Liveness: every consumer's poll loop runs and has turned within `stuck-timeout`, no
+    /// partition with work has gone that long without progress, and no partition task died.
     pub(crate) fn liveness(&self) -> Probe {
         let stopping = self.stopping.load(Ordering::Acquire);
         let problems: Vec<String> = lock(&self.consumers)

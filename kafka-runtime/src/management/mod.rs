@@ -1,11 +1,13 @@
 //! The management endpoint (Spring Boot's actuator): health probes and Prometheus metrics over
 //! HTTP on `management.port`.
 //!
-//! - `GET /health/liveness`: 200 while every consumer's poll loop runs and turns; 503 when one
-//!   ended or is stuck (a restart helps).
+//! - `GET /health/liveness`: 200 while every consumer's poll loop runs and turns and its
+//!   partitions make progress; 503 when one ended or is stuck, or a partition task died (a
+//!   restart helps).
 //! - `GET /health/readiness`: 200 once every consumer joined its group and reaches a broker; 503
 //!   before, while no broker is reachable, and during shutdown.
-//! - `GET /health`: both, with every consumer's assignment state, lag and lag alert, as JSON.
+//! - `GET /health`: both, with every consumer's assignment state, lag and lag alert, and the
+//!   partitions whose dead-letter publication fails, as JSON.
 //! - `GET /metrics`: Prometheus text exposition.
 
 pub(crate) mod health;
