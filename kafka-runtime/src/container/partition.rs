@@ -160,7 +160,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let mut handled = 0;
         loop {
             if let Some((record, delivery)) = next.take() {
-                self.handle(record, delivery).await;
+                self.handle(&spec, record, delivery).await;
                 handled += 1;
             }
             self.drain_acks(None);
@@ -205,8 +205,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     }
 
     /// One delivery of a record, and what its outcome leads to.
-    async fn handle(&mut self, record: ConsumerRecord, delivery: Delivery) {
-        let spec = Arc::clone(&self.setup.spec);
+    /// `spec` is the task's own (`self.setup.spec`), passed in so that no record touches the
+    /// reference count that every partition task shares.
+    async fn handle(&mut self, spec: &ListenerSpec, record: ConsumerRecord, delivery: Delivery) {
         if let Some(retry) = &spec.retry_topics {
             // Held once: a record back from its wait is due, whatever its (clamped) header says.
             let held = self.held_until_due.take() == Some(delivery.offset);
@@ -246,9 +247,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 started,
             };
             let (outcome, record, ended) =
-                delivery::deliver(&spec, &self.setup.app, record, ack, attempt, &self.metrics)
-                    .await;
-            self.settle(outcome, &record, delivery, attempt.number)
+                delivery::deliver(spec, &self.setup.app, record, ack, attempt, &self.metrics).await;
+            self.settle(spec, outcome, &record, delivery, attempt.number)
                 .await;
             ended
         };
@@ -258,12 +258,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
 
     async fn settle(
         &mut self,
+        spec: &ListenerSpec,
         outcome: Outcome,
         record: &ConsumerRecord,
         delivery: Delivery,
         attempt: u32,
     ) {
-        let spec = Arc::clone(&self.setup.spec);
         let error = match outcome {
             Outcome::Handled => {
                 // The handler's own ack or nack comes first.
