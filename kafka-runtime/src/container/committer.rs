@@ -230,21 +230,22 @@ impl CommitThread {
         }
     }
 
-    /// When the thread must look again without a request: the next `ack-time`, or a retry.
-    fn wait_for_time(&self) -> bool {
+    /// Whether the ack mode commits pending offers once `ack-time` passed.
+    fn commits_after_ack_time(&self) -> bool {
         matches!(
             self.schedule.mode,
             AckMode::Time | AckMode::CountTime | AckMode::Batch | AckMode::Manual
         )
     }
 
+    /// When the thread must look again without a request: the next `ack-time`, or a retry.
     fn wake_at(&self) -> Option<Instant> {
         let pending = self.partitions.values().any(|o| o.due().is_some());
         if !pending {
             return None;
         }
         let timed = self
-            .wait_for_time()
+            .commits_after_ack_time()
             .then(|| self.last_commit + self.schedule.ack_time);
         match (timed, self.retry_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
