@@ -117,7 +117,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         #[doc(hidden)]
         #[allow(non_snake_case)]
         fn #invoke(
-            __ctx: &mut ::kafka_runtime::__private::RecordContext,
+            __ctx: &mut ::kafka_runtime::__private::RecordContext<'_>,
         ) -> ::kafka_runtime::__private::Invocation {
             #(#extractions)*
             ::kafka_runtime::__private::Invocation::Run(::std::boxed::Box::pin(async move {

@@ -22,6 +22,7 @@
 //! handler is not called: the [`Rejection`] is logged with the record's coordinates and, since
 //! retrying cannot make bad bytes good, the record is skipped rather than retried.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -31,31 +32,38 @@ use crate::ack::Ack;
 use crate::codec::{self, CodecError};
 use crate::config::Format;
 use crate::context::AppContext;
-use crate::record::{ConsumerRecord, Header};
+use crate::record::{ConsumerRecord, Header, RecordView};
 use crate::template::KafkaTemplate;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything an extractor may read: the record, its ack token, the application's shared values.
-pub struct RecordContext {
-    record: ConsumerRecord,
+///
+/// The record is borrowed from the consumer's fetch buffer for as long as the arguments are
+/// being built: read its key, value and headers here without copying, and copy only what the
+/// handler keeps.
+pub struct RecordContext<'m> {
+    view: RecordView<'m>,
+    /// The record copied out of the buffer, made on the first call to `record()`.
+    owned: OnceCell<ConsumerRecord>,
     ack: Option<Ack>,
-    app: Arc<AppContext>,
+    app: &'m AppContext,
     key_format: Format,
     value_format: Format,
     attempt: u32,
 }
 
-impl RecordContext {
+impl<'m> RecordContext<'m> {
     pub(crate) fn new(
-        record: ConsumerRecord,
+        view: RecordView<'m>,
         ack: Option<Ack>,
-        app: Arc<AppContext>,
+        app: &'m AppContext,
         (key_format, value_format): (Format, Format),
         attempt: u32,
     ) -> Self {
         RecordContext {
-            record,
+            view,
+            owned: OnceCell::new(),
             ack,
             app,
             key_format,
@@ -64,14 +72,45 @@ impl RecordContext {
         }
     }
 
-    /// The record.
+    /// The whole record, owned (copied out of the consumer's buffer on the first call).
     pub fn record(&self) -> &ConsumerRecord {
-        &self.record
+        self.owned.get_or_init(|| self.view.to_record())
     }
 
-    /// Gives the record back once the arguments are built (dropping an ack token no argument took).
-    pub(crate) fn into_record(self) -> ConsumerRecord {
-        self.record
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.view.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.view.partition
+    }
+
+    /// The offset.
+    pub fn offset(&self) -> i64 {
+        self.view.offset
+    }
+
+    /// The timestamp in milliseconds since the epoch, if the record has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.view.timestamp
+    }
+
+    /// The key's bytes; `None` for a null key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.view.key
+    }
+
+    /// The value's bytes; `None` for a null value (a tombstone).
+    pub fn value(&self) -> Option<&[u8]> {
+        self.view.value
+    }
+
+    /// The value of the last header named `name` (Spring's `lastHeader`); `None` if there is
+    /// none or its value is null.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.view.last_header(name)
     }
 
     /// Takes the record's ack token; `None` if another argument took it or the ack mode isn't manual.
@@ -81,7 +120,7 @@ impl RecordContext {
 
     /// The application's shared values.
     pub fn app(&self) -> &AppContext {
-        &self.app
+        self.app
     }
 
     /// The configured key format (`consumer.key-deserializer`).
@@ -109,12 +148,8 @@ impl RecordContext {
 /// struct Tenant(String);
 ///
 /// impl FromRecord for Tenant {
-///     fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-///         ctx.record()
-///             .headers
-///             .iter()
-///             .find(|h| h.key == "tenant")
-///             .and_then(|h| h.value.as_deref())
+///     fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+///         ctx.header("tenant")
 ///             .map(|v| Tenant(String::from_utf8_lossy(v).into_owned()))
 ///             .ok_or_else(|| Rejection::new("Tenant", "missing header `tenant`"))
 ///     }
@@ -131,7 +166,7 @@ pub trait FromRecord: Sized + Send + 'static {
     const TAKES_ACK: bool = false;
 
     /// Builds the argument from the record.
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection>;
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection>;
 
     /// Checks at startup that the application can provide this argument (e.g. that a state value
     /// was registered), so that a listener fails to start rather than rejecting every record.
@@ -209,8 +244,8 @@ impl std::error::Error for Rejection {
 pub struct Payload<T>(pub T);
 
 impl<T: DeserializeOwned + Send + 'static> FromRecord for Payload<T> {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-        let bytes = ctx.record.value.as_deref().ok_or_else(|| {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+        let bytes = ctx.view.value.ok_or_else(|| {
             Rejection::new("Payload", "the record has a null value (a tombstone)")
         })?;
         decode(bytes, ctx.value_format, "Payload").map(Payload)
@@ -240,8 +275,8 @@ fn decode<T: DeserializeOwned + 'static>(
 pub struct Key<K>(pub K);
 
 impl<K: DeserializeOwned + Send + 'static> FromRecord for Key<K> {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-        let bytes = ctx.record.key.as_deref().ok_or_else(|| {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+        let bytes = ctx.view.key.ok_or_else(|| {
             Rejection::new(
                 "Key",
                 "the record has a null key; take Option<Key<K>> to accept null keys",
@@ -252,8 +287,8 @@ impl<K: DeserializeOwned + Send + 'static> FromRecord for Key<K> {
 }
 
 impl<K: DeserializeOwned + Send + 'static> FromRecord for Option<Key<K>> {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-        match ctx.record.key.as_deref() {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+        match ctx.view.key {
             None => Ok(None),
             Some(bytes) => decode(bytes, ctx.key_format, "Key").map(|key| Some(Key(key))),
         }
@@ -297,8 +332,8 @@ impl Headers {
 }
 
 impl FromRecord for Headers {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-        Ok(Headers(ctx.record.headers.clone()))
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+        Ok(Headers(ctx.view.owned_headers()))
     }
 }
 
@@ -317,20 +352,23 @@ pub struct Metadata {
 }
 
 impl FromRecord for Metadata {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-        let record = &ctx.record;
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+        let view = &ctx.view;
         Ok(Metadata {
-            topic: Arc::clone(&record.topic),
-            partition: record.partition,
-            offset: record.offset,
-            timestamp: record.timestamp,
+            topic: Arc::clone(view.topic),
+            partition: view.partition,
+            offset: view.offset,
+            timestamp: view.timestamp,
         })
     }
 }
 
 impl FromRecord for ConsumerRecord {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
-        Ok(ctx.record.clone())
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
+        Ok(match ctx.owned.take() {
+            Some(record) => record,
+            None => ctx.view.to_record(),
+        })
     }
 }
 
@@ -340,7 +378,7 @@ impl FromRecord for ConsumerRecord {
 pub struct DeliveryAttempt(pub u32);
 
 impl FromRecord for DeliveryAttempt {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
         Ok(DeliveryAttempt(ctx.attempt))
     }
 }
@@ -348,7 +386,7 @@ impl FromRecord for DeliveryAttempt {
 impl FromRecord for Ack {
     const TAKES_ACK: bool = true;
 
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
         ctx.take_ack().ok_or_else(|| {
             Rejection::new("Ack", "no ack token: the listener's ack mode is not manual")
         })
@@ -361,7 +399,7 @@ impl FromRecord for Ack {
 pub struct State<T>(pub T);
 
 impl<T: Clone + Send + Sync + 'static> FromRecord for State<T> {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
         ctx.app.state::<T>().cloned().map(State).ok_or_else(|| {
             Rejection::new(
                 "State",
@@ -382,7 +420,7 @@ impl<T: Clone + Send + Sync + 'static> FromRecord for State<T> {
 }
 
 impl FromRecord for KafkaTemplate {
-    fn from_record(ctx: &mut RecordContext) -> Result<Self, Rejection> {
+    fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
         Ok(ctx.app.template().clone())
     }
 }

@@ -88,7 +88,9 @@ pub mod __private {
     pub use inventory;
 
     /// Asserts at the argument's span that `T` is an extractor.
-    pub fn extract<T: FromRecord>(ctx: &mut RecordContext) -> Result<T, crate::extract::Rejection> {
+    pub fn extract<T: FromRecord>(
+        ctx: &mut RecordContext<'_>,
+    ) -> Result<T, crate::extract::Rejection> {
         T::from_record(ctx)
     }
 

@@ -33,7 +33,7 @@ pub struct ListenerRegistration {
     pub(crate) ack_mode: Option<AckMode>,
     pub(crate) auto_startup: bool,
     pub(crate) takes_ack: bool,
-    pub(crate) invoke: fn(&mut RecordContext) -> Invocation,
+    pub(crate) invoke: fn(&mut RecordContext<'_>) -> Invocation,
     pub(crate) check: fn(&AppContext) -> Result<(), String>,
 }
 
@@ -49,7 +49,7 @@ impl ListenerRegistration {
         ack_mode: Option<AckMode>,
         auto_startup: bool,
         takes_ack: bool,
-        invoke: fn(&mut RecordContext) -> Invocation,
+        invoke: fn(&mut RecordContext<'_>) -> Invocation,
         check: fn(&AppContext) -> Result<(), String>,
     ) -> Self {
         ListenerRegistration {

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use crate::record::ConsumerRecord;
+use crate::record::RecordView;
 
 tokio::task_local! {
     static INHERITED: Vec<(String, Vec<u8>)>;
@@ -17,14 +17,13 @@ const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
 
 /// The headers of `record` that records produced while it is handled inherit.
 pub(crate) fn inherited(
-    record: &ConsumerRecord,
+    record: &RecordView<'_>,
     correlation_header: &str,
 ) -> Vec<(String, Vec<u8>)> {
     record
-        .headers
-        .iter()
-        .filter(|h| h.key == correlation_header || TRACE_CONTEXT.contains(&h.key.as_str()))
-        .filter_map(|h| Some((h.key.clone(), h.value.clone()?)))
+        .headers()
+        .filter(|(key, _)| key == correlation_header || TRACE_CONTEXT.contains(&key.as_ref()))
+        .filter_map(|(key, value)| Some((key.into_owned(), value?.to_vec())))
         .collect()
 }
 

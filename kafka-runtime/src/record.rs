@@ -1,8 +1,13 @@
 //! The record a listener receives, owned and detached from the consumer.
 
+use std::borrow::Cow;
+use std::ffi::{c_char, c_void, CStr};
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::bindings::rd_kafka_header_get_all;
+use rdkafka::bindings::rd_kafka_headers_t;
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
 
 /// One record from a topic partition: coordinates, key, value and headers.
 ///
@@ -50,41 +55,156 @@ pub struct Header {
 }
 
 impl ConsumerRecord {
-    /// Copies a borrowed message, reusing the partition's topic name.
-    pub(crate) fn detach(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Self {
+    /// `topic-partition@offset`, the way records are named in logs and errors.
+    pub fn coordinates(&self) -> String {
+        Coordinates(&self.topic, self.partition, self.offset).to_string()
+    }
+}
+
+/// A record as read, borrowed from librdkafka's fetch buffer (or from a [`ConsumerRecord`]):
+/// extractors decode from the bytes where they lie, and copy only what a handler asks to own.
+#[derive(Clone, Copy)]
+pub(crate) struct RecordView<'m> {
+    pub(crate) topic: &'m Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) timestamp_type: TimestampType,
+    pub(crate) key: Option<&'m [u8]>,
+    pub(crate) value: Option<&'m [u8]>,
+    headers: HeaderList<'m>,
+}
+
+#[derive(Clone, Copy)]
+enum HeaderList<'m> {
+    Wire(&'m BorrowedHeaders),
+    Owned(&'m [Header]),
+}
+
+impl<'m> RecordView<'m> {
+    /// The record `message` holds; `topic` is its partition's topic name, shared.
+    pub(crate) fn of_message(message: &'m BorrowedMessage<'_>, topic: &'m Arc<str>) -> Self {
         let (timestamp, timestamp_type) = match message.timestamp() {
             rdkafka::Timestamp::NotAvailable => (None, TimestampType::NotAvailable),
             rdkafka::Timestamp::CreateTime(ms) => (Some(ms), TimestampType::CreateTime),
             rdkafka::Timestamp::LogAppendTime(ms) => (Some(ms), TimestampType::LogAppendTime),
         };
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ConsumerRecord {
-            topic: Arc::clone(topic),
+        RecordView {
+            topic,
             partition: message.partition(),
             offset: message.offset(),
             timestamp,
             timestamp_type,
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
+            key: message.key(),
+            value: message.payload(),
+            headers: message
+                .headers()
+                .map_or(HeaderList::Owned(&[]), HeaderList::Wire),
         }
     }
 
-    /// `topic-partition@offset`, the way records are named in logs and errors.
-    pub fn coordinates(&self) -> String {
-        Coordinates(&self.topic, self.partition, self.offset).to_string()
+    pub(crate) fn of_record(record: &'m ConsumerRecord) -> Self {
+        RecordView {
+            topic: &record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            timestamp_type: record.timestamp_type,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: HeaderList::Owned(&record.headers),
+        }
     }
+
+    /// The headers in wire order: names that are not UTF-8 decoded lossily (as Kafka's Java
+    /// client does), values as they are.
+    pub(crate) fn headers(self) -> HeaderIter<'m> {
+        HeaderIter {
+            list: self.headers,
+            index: 0,
+        }
+    }
+
+    /// The value of the last header named `name` (Spring's `lastHeader`); `None` if missing or null.
+    pub(crate) fn last_header(self, name: &str) -> Option<&'m [u8]> {
+        self.headers()
+            .filter(|(key, _)| key == name)
+            .last()
+            .and_then(|(_, value)| value)
+    }
+
+    pub(crate) fn coordinates(self) -> Coordinates<'m> {
+        Coordinates(self.topic, self.partition, self.offset)
+    }
+
+    /// Copies the record out of the buffer it lies in.
+    pub(crate) fn to_record(self) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::clone(self.topic),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            timestamp_type: self.timestamp_type,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self.owned_headers(),
+        }
+    }
+
+    /// The headers, copied.
+    pub(crate) fn owned_headers(self) -> Vec<Header> {
+        self.headers()
+            .map(|(key, value)| Header {
+                key: key.into_owned(),
+                value: value.map(<[u8]>::to_vec),
+            })
+            .collect()
+    }
+}
+
+/// The headers of a [`RecordView`], in wire order.
+pub(crate) struct HeaderIter<'m> {
+    list: HeaderList<'m>,
+    index: usize,
+}
+
+impl<'m> Iterator for HeaderIter<'m> {
+    type Item = (Cow<'m, str>, Option<&'m [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let header = match self.list {
+            HeaderList::Wire(headers) => wire_header(headers, self.index),
+            HeaderList::Owned(headers) => headers
+                .get(self.index)
+                .map(|h| (Cow::Borrowed(h.key.as_str()), h.value.as_deref())),
+        };
+        self.index += 1;
+        header
+    }
+}
+
+/// Header `index` of a message's header list. Read here rather than through rdkafka's
+/// `Headers::try_get`, which panics on a name that is not UTF-8: bytes any producer can send.
+fn wire_header(headers: &BorrowedHeaders, index: usize) -> Option<(Cow<'_, str>, Option<&[u8]>)> {
+    let native = std::ptr::from_ref(headers).cast::<rd_kafka_headers_t>();
+    let mut name: *const c_char = std::ptr::null();
+    let mut value: *const c_void = std::ptr::null();
+    let mut size = 0;
+    // SAFETY: a `BorrowedHeaders` reference is the address of librdkafka's header list of a
+    // message it borrows (rdkafka builds it by casting that pointer); the list outlives the borrow.
+    let error = unsafe { rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
+    if error != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+        return None;
+    }
+    // SAFETY: librdkafka stores header names NUL-terminated and values as `size` bytes (null for
+    // a null value), both owned by the list that `headers` borrows.
+    let (name, value) = unsafe {
+        let name = CStr::from_ptr(name).to_bytes();
+        let value =
+            (!value.is_null()).then(|| std::slice::from_raw_parts(value.cast::<u8>(), size));
+        (name, value)
+    };
+    Some((String::from_utf8_lossy(name), value))
 }
 
 /// Formats `topic-partition@offset` without allocating until it is printed.

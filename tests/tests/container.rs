@@ -626,3 +626,86 @@ async fn a_refusing_dead_letter_topic_backs_off_shows_in_health_and_loses_nothin
     assert_eq!(recovery(&health)["status"], "OK", "{health}");
     app.shutdown().await;
 }
+
+// --- 10. a header name that is not UTF-8 neither panics a task nor stalls its partition ---------
+
+#[kafka_listener(
+    id = "header_names",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "record",
+    auto_startup = false
+)]
+async fn header_names(
+    Payload(value): Payload<String>,
+    headers: Headers,
+    State(seen): State<Recorder<(String, Vec<String>)>>,
+) {
+    seen.push((value, headers.iter().map(|h| h.key.clone()).collect()));
+}
+
+/// Headers with one whose name is `name`, bytes the client's own API (names are `&str`) cannot
+/// send but the protocol carries.
+fn headers_named(name: &[u8]) -> rdkafka::message::OwnedHeaders {
+    let headers = rdkafka::message::OwnedHeaders::new();
+    let native = std::ptr::from_ref(headers.as_borrowed())
+        .cast_mut()
+        .cast::<rdkafka::bindings::rd_kafka_headers_t>();
+    let length = isize::try_from(name.len()).expect("short name");
+    // SAFETY: `native` is the header list `headers` owns (BorrowedHeaders is that pointer);
+    // librdkafka copies the name and value.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            length,
+            b"v".as_ptr().cast(),
+            1,
+        )
+    };
+    assert_eq!(error, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+    headers.insert(rdkafka::message::Header {
+        key: "plain",
+        value: Some("v"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_is_read_lossily_and_stalls_nothing() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("headernames", 1);
+    let group = unique("headernames");
+    let producer = common::producer(cluster.bootstrap());
+    common::send_waiting(
+        &producer,
+        rdkafka::producer::BaseRecord::<(), _>::to(&topic)
+            .payload("crafted")
+            .headers(headers_named(b"\xfftenant")),
+    );
+    common::send_waiting(
+        &producer,
+        rdkafka::producer::BaseRecord::<(), _>::to(&topic).payload("after"),
+    );
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("produced");
+    let seen = Recorder::<(String, Vec<String>)>::default();
+    let app = start(&cluster, "", "header_names", &topic, &group, seen.clone()).await;
+    let deadline = Instant::now() + PATIENCE;
+    while seen.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen.snapshot(),
+        [
+            (
+                "crafted".to_owned(),
+                vec!["\u{fffd}tenant".to_owned(), "plain".to_owned()]
+            ),
+            ("after".to_owned(), vec![]),
+        ]
+    );
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(2)]).await,
+        [Some(2)]
+    );
+    app.shutdown().await;
+}

@@ -2,7 +2,6 @@
 //! record's span and the correlation scope, panics caught, the outcome measured.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -16,7 +15,7 @@ use crate::extract::RecordContext;
 use crate::listener::{HandlerError, Invocation};
 use crate::management::metrics::RecordMetrics;
 use crate::propagation;
-use crate::record::ConsumerRecord;
+use crate::record::RecordView;
 
 /// How a delivery ended.
 pub(crate) enum Outcome {
@@ -35,19 +34,18 @@ pub(crate) struct Attempt {
     pub(crate) started: Instant,
 }
 
-/// Runs the handler of `spec` on `record`; gives the record back with the outcome and when the
-/// delivery ended.
+/// Runs the handler of `spec` on `record`; gives the outcome and when the delivery ended.
 pub(crate) async fn deliver(
     spec: &ListenerSpec,
-    app: &Arc<AppContext>,
-    record: ConsumerRecord,
+    app: &AppContext,
+    record: RecordView<'_>,
     ack: Option<Ack>,
     Attempt {
         number: attempt,
         started,
     }: Attempt,
     metrics: &RecordMetrics,
-) -> (Outcome, ConsumerRecord, Instant) {
+) -> (Outcome, Instant) {
     metrics.received.increment(1);
     if attempt > 1 {
         metrics.retried.increment(1);
@@ -60,10 +58,11 @@ pub(crate) async fn deliver(
     {
         span.record("correlation_id", tracing::field::display(Lossy(id)));
     }
-    let mut ctx = RecordContext::new(record, ack, Arc::clone(app), spec.formats, attempt);
-    // Extractors are user code too: a panic there is a failed delivery, not a dead task.
-    let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)));
-    let record = ctx.into_record();
+    let invocation = {
+        let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt);
+        // Extractors are user code too: a panic there is a failed delivery, not a dead task.
+        std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)))
+    };
     let outcome = match invocation {
         Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
         Ok(Invocation::Rejected(rejection)) => {
@@ -90,11 +89,11 @@ pub(crate) async fn deliver(
         Outcome::Handled => metrics.handled.increment(1),
         _ => metrics.failed.increment(1),
     }
-    (outcome, record, ended)
+    (outcome, ended)
 }
 
 /// The span a record is handled in, at the listener's `record-span` level.
-fn record_span(spec: &ListenerSpec, record: &ConsumerRecord, attempt: u32) -> tracing::Span {
+fn record_span(spec: &ListenerSpec, record: &RecordView<'_>, attempt: u32) -> tracing::Span {
     // A span's level is fixed where it is written: one call site per level.
     macro_rules! record_span {
         ($level:expr) => {
@@ -105,7 +104,7 @@ fn record_span(spec: &ListenerSpec, record: &ConsumerRecord, attempt: u32) -> tr
                 topic = %record.topic,
                 partition = record.partition,
                 offset = record.offset,
-                key = record.key.as_deref().map(Lossy).map(tracing::field::display),
+                key = record.key.map(Lossy).map(tracing::field::display),
                 attempt,
                 correlation_id = tracing::field::Empty,
             )

@@ -40,7 +40,7 @@ pub(crate) struct ListenerSpec {
     pub(crate) group: String,
     pub(crate) concurrency: u32,
     pub(crate) ack_mode: AckMode,
-    pub(crate) invoke: fn(&mut RecordContext) -> Invocation,
+    pub(crate) invoke: fn(&mut RecordContext<'_>) -> Invocation,
     /// (key, value) formats.
     pub(crate) formats: (Format, Format),
     pub(crate) max_in_flight: usize,

@@ -32,7 +32,7 @@ use crate::context::AppContext;
 use crate::listener::HandlerError;
 use crate::management::health::PartitionProgress;
 use crate::management::metrics::RecordMetrics;
-use crate::record::{ConsumerRecord, Coordinates};
+use crate::record::{ConsumerRecord, Coordinates, RecordView};
 
 /// The shortest wait before a failed dead-letter publication (or a failed seek) is tried again.
 const RECOVERY_RETRY_MIN: Duration = Duration::from_secs(1);
@@ -149,17 +149,19 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
 
     /// Handles `first` and the records that are ready after it, up to `max-poll-records`, then
     /// ends the batch (Spring's "records of one poll").
-    async fn read_batch(
+    async fn read_batch<'q>(
         &mut self,
-        first: Option<(ConsumerRecord, Delivery)>,
-        stream: &mut MessageStream<'_, C>,
+        first: Option<(BorrowedMessage<'q>, Delivery)>,
+        stream: &mut MessageStream<'q, C>,
         stop: &watch::Receiver<bool>,
     ) {
         let spec = Arc::clone(&self.setup.spec);
+        let topic = Arc::clone(&self.setup.topic);
         let mut next = first;
         let mut handled = 0;
         loop {
-            if let Some((record, delivery)) = next.take() {
+            if let Some((message, delivery)) = next.take() {
+                let record = RecordView::of_message(&message, &topic);
                 self.handle(&spec, record, delivery).await;
                 handled += 1;
             }
@@ -176,11 +178,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         self.offer(true);
     }
 
-    /// Tracks a record read from the queue and copies it out of librdkafka.
-    fn accept(
+    /// Tracks a record read from the queue; it stays in librdkafka's buffer while it is handled.
+    fn accept<'q>(
         &mut self,
-        message: KafkaResult<BorrowedMessage<'_>>,
-    ) -> Option<(ConsumerRecord, Delivery)> {
+        message: KafkaResult<BorrowedMessage<'q>>,
+    ) -> Option<(BorrowedMessage<'q>, Delivery)> {
         let message = match message {
             Ok(message) => message,
             Err(error) => {
@@ -198,16 +200,13 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             );
             return None;
         };
-        Some((
-            ConsumerRecord::detach(&message, &self.setup.topic),
-            delivery,
-        ))
+        Some((message, delivery))
     }
 
     /// One delivery of a record, and what its outcome leads to.
     /// `spec` is the task's own (`self.setup.spec`), passed in so that no record touches the
     /// reference count that every partition task shares.
-    async fn handle(&mut self, spec: &ListenerSpec, record: ConsumerRecord, delivery: Delivery) {
+    async fn handle(&mut self, spec: &ListenerSpec, record: RecordView<'_>, delivery: Delivery) {
         if let Some(retry) = &spec.retry_topics {
             // Held once: a record back from its wait is due, whatever its (clamped) header says.
             let held = self.held_until_due.take() == Some(delivery.offset);
@@ -232,8 +231,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             ..
         }) = previous
         {
-            self.recover(&record, delivery, error, attempts, recovery_failures)
-                .await;
+            self.recover(
+                &record.to_record(),
+                delivery,
+                error,
+                attempts,
+                recovery_failures,
+            )
+            .await;
             std::time::Instant::now()
         } else {
             self.current = Some((delivery, attempt));
@@ -246,9 +251,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 number: attempt,
                 started,
             };
-            let (outcome, record, ended) =
+            let (outcome, ended) =
                 delivery::deliver(spec, &self.setup.app, record, ack, attempt, &self.metrics).await;
-            self.settle(spec, outcome, &record, delivery, attempt.number)
+            self.settle(spec, outcome, record, delivery, attempt.number)
                 .await;
             ended
         };
@@ -260,7 +265,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         &mut self,
         spec: &ListenerSpec,
         outcome: Outcome,
-        record: &ConsumerRecord,
+        record: RecordView<'_>,
         delivery: Delivery,
         attempt: u32,
     ) {
@@ -274,7 +279,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 return;
             }
             Outcome::Rejected(error) => {
-                return self.recover(record, delivery, error, attempt, 0).await
+                return self
+                    .recover(&record.to_record(), delivery, error, attempt, 0)
+                    .await
             }
             Outcome::Failed(error) => error,
         };
@@ -292,7 +299,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             && error.is_retryable()
             && attempt < spec.errors.max_attempts;
         if !retry_in_place {
-            return self.recover(record, delivery, error, attempt, 0).await;
+            return self
+                .recover(&record.to_record(), delivery, error, attempt, 0)
+                .await;
         }
         let delay = spec.errors.delay(attempt);
         tracing::warn!(

@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::RetryTopicSettings;
-use crate::record::ConsumerRecord;
+use crate::record::{ConsumerRecord, RecordView};
 
 pub(crate) const ATTEMPTS: &str = "retry_topic-attempts";
 pub(crate) const BACKOFF_TIMESTAMP: &str = "retry_topic-backoff-timestamp";
@@ -111,13 +111,13 @@ impl RetryTopics {
     /// ever). Records of the main topics are always due.
     pub(crate) fn wait_until_due(
         &self,
-        record: &ConsumerRecord,
+        record: &RecordView<'_>,
         mains: &[String],
     ) -> Option<Duration> {
-        if self.stage(&record.topic, mains)?.index == 0 {
+        if self.stage(record.topic, mains)?.index == 0 {
             return None;
         }
-        let header = header(record, BACKOFF_TIMESTAMP)?;
+        let header = record.last_header(BACKOFF_TIMESTAMP)?;
         let Some(due) = decode_big_integer(header) else {
             tracing::warn!(
                 record = %record.coordinates(), header = BACKOFF_TIMESTAMP, bytes = header.len(),
@@ -158,7 +158,8 @@ pub(crate) fn retry_headers(
     attempt: u32,
     delay: Duration,
 ) -> Vec<(String, Vec<u8>)> {
-    let original = header(record, ORIGINAL_TIMESTAMP)
+    let original = RecordView::of_record(record)
+        .last_header(ORIGINAL_TIMESTAMP)
         .and_then(decode_big_integer)
         .or(record.timestamp)
         .unwrap_or_else(now_millis);
@@ -174,15 +175,6 @@ pub(crate) fn retry_headers(
     headers.push((BACKOFF_TIMESTAMP.to_owned(), encode_big_integer(due)));
     headers.push((ORIGINAL_TIMESTAMP.to_owned(), encode_big_integer(original)));
     headers
-}
-
-fn header<'a>(record: &'a ConsumerRecord, name: &str) -> Option<&'a [u8]> {
-    record
-        .headers
-        .iter()
-        .rev()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value.as_deref())
 }
 
 /// Java's `BigInteger.valueOf(n).toByteArray()`: big-endian, no redundant sign bytes.
@@ -255,28 +247,27 @@ mod tests {
         };
         let policy = RetryTopics::new(&settings).expect("enabled");
         let mains = vec!["orders".to_owned()];
+        let due_in = |topic: &str, due: &[u8]| {
+            policy.wait_until_due(&RecordView::of_record(&retry_record(topic, due)), &mains)
+        };
         let overflow = [0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            policy.wait_until_due(&retry_record("orders-retry-0", &overflow), &mains),
+            due_in("orders-retry-0", &overflow),
             None,
             "i64::MIN is long past"
         );
         let far = encode_big_integer(now_millis() + 86_400_000);
         assert_eq!(
-            policy.wait_until_due(&retry_record("orders-retry-1", &far), &mains),
+            due_in("orders-retry-1", &far),
             Some(Duration::from_millis(200)),
             "a day ahead waits the longest delay"
         );
         assert_eq!(
-            policy.wait_until_due(&retry_record("orders", &far), &mains),
+            due_in("orders", &far),
             None,
             "main-topic records are not held"
         );
-        assert_eq!(
-            policy.wait_until_due(&retry_record("orders-retry-0", &[1; 9]), &mains),
-            None,
-            "malformed: absent"
-        );
+        assert_eq!(due_in("orders-retry-0", &[1; 9]), None, "malformed: absent");
     }
 
     #[test]

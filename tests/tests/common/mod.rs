@@ -211,7 +211,8 @@ pub fn produce_spread(bootstrap: &str, topic: &str, partitions: i32, count: i64)
         .expect("records are produced");
 }
 
-fn producer(bootstrap: &str) -> BaseProducer {
+/// A producer that batches for 20 ms.
+pub fn producer(bootstrap: &str) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -220,7 +221,10 @@ fn producer(bootstrap: &str) -> BaseProducer {
 }
 
 /// Sends `record`, waiting while the producer's queue is full.
-fn send_waiting<K: rdkafka::message::ToBytes + ?Sized, V: rdkafka::message::ToBytes + ?Sized>(
+pub fn send_waiting<
+    K: rdkafka::message::ToBytes + ?Sized,
+    V: rdkafka::message::ToBytes + ?Sized,
+>(
     producer: &BaseProducer,
     mut record: BaseRecord<'_, K, V>,
 ) {
