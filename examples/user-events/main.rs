@@ -36,15 +36,10 @@ struct UserEvent {
 async fn handle_user_event(
     Payload(event): Payload<UserEvent>,
     Key(key): Key<String>,
-    headers: Headers,
     ack: Ack,
 ) -> Result<(), HandlerError> {
-    info!(
-        key,
-        event_type = %event.event_type,
-        correlation_id = headers.get_str("correlation_id").unwrap_or("-"),
-        "Processing event"
-    );
+    // `run()`'s log lines add the record: listener, topic, partition, offset, correlation_id.
+    info!(key, event_type = %event.event_type, "Processing event");
     if event.user_id.is_empty() {
         // The seed's Java consumer rethrows; here the record is retried, then dead-lettered.
         return Err(HandlerError::new("user_id is empty"));

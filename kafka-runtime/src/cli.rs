@@ -14,6 +14,7 @@ use clap::Parser;
 
 use crate::app::KafkaApplication;
 use crate::config::{Config, ConfigError, Layers, LogFormat, LoggingSettings};
+use crate::log::WithRecord;
 
 /// The service's command line.
 #[derive(Debug, Clone, Parser)]
@@ -73,8 +74,9 @@ impl Cli {
     }
 }
 
-/// Logs to stdout through `tracing` per `[logging]`: text or JSON lines (with the record span's
-/// listener, topic, partition, offset, key and attempt), filtered by `RUST_LOG`, else
+/// Logs to stdout through `tracing` per `[logging]`: text or JSON lines, a handler's lines with
+/// the record it handles (`listener`, `topic`, `partition`, `offset`, and `attempt` and
+/// `correlation_id` when there are; in JSON, a `record` object), filtered by `RUST_LOG`, else
 /// `logging.level`, else `info,librdkafka=warn`. Does nothing if the program set up its own
 /// subscriber.
 pub fn init_logging(settings: &LoggingSettings) {
@@ -91,12 +93,8 @@ pub fn init_logging(settings: &LoggingSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| configured());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().event_format(WithRecord::json()).try_init(),
+        LogFormat::Text => builder.event_format(WithRecord::text()).try_init(),
     };
 }
 

@@ -298,7 +298,7 @@ struct Encoded {
 
 impl Encoded {
     async fn deliver(mut self) -> Result<SendResult, SendError> {
-        crate::propagation::add_inherited(&mut self.headers);
+        crate::handling::add_inherited(&mut self.headers);
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
         if let Some(value) = &self.value {
             record = record.payload(&value[..]);

@@ -240,12 +240,12 @@ fn the_documented_example_file_loads() {
 #[test]
 fn the_record_span_level_is_configurable() {
     use kafka_runtime::config::SpanLevel;
-    let path = write("span.toml", "[kafka.listener]\nrecord-span = \"debug\"\n");
+    let path = write("span.toml", "[kafka.listener]\nrecord-span = \"info\"\n");
     let config = Config::load(&path).expect("valid");
-    assert_eq!(config.kafka.listener.record_span, SpanLevel::Debug);
+    assert_eq!(config.kafka.listener.record_span, SpanLevel::Info);
     assert_eq!(
         Config::default().kafka.listener.record_span,
-        SpanLevel::Info
+        SpanLevel::Debug
     );
     let error = error_of(
         "span-bad.toml",

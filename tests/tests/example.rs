@@ -82,6 +82,12 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
         assert!(line.contains("key=\"user-123\""), "{line}");
         assert!(line.contains(event_type), "{line}");
         assert!(line.contains("correlation_id=\"abc-"), "{line}");
+        assert!(
+            line.contains(
+                "listener=\"user_events::handle_user_event\" topic=\"user-events\" partition=0 offset="
+            ),
+            "a handler's line carries its record: {line}"
+        );
     }
     assert!(unknown, "an unknown event type is logged at warn");
     assert!(

@@ -19,9 +19,9 @@ fn handled(line: &serde_json::Value) -> Option<(i32, i64)> {
     if line["fields"]["message"] != "Processing event" {
         return None;
     }
-    let span = &line["span"];
-    let partition = i32::try_from(span["partition"].as_i64()?).ok()?;
-    Some((partition, span["offset"].as_i64()?))
+    let record = &line["record"];
+    let partition = i32::try_from(record["partition"].as_i64()?).ok()?;
+    Some((partition, record["offset"].as_i64()?))
 }
 
 #[test]

@@ -381,9 +381,10 @@ pub struct ListenerSettings {
     /// the records its handler sends through the template (default `correlation_id`, the seed's).
     #[serde(default = "ListenerSettings::default_correlation_header")]
     pub correlation_header: String,
-    /// `record-span`: the level of the span each record is handled in: `info` (default),
-    /// `debug` or `trace`. Under a log subscriber at `info`, creating it costs about as much as
-    /// the rest of the framework's per-record work (see BENCHMARKS.md).
+    /// `record-span`: the level of the span each record is handled in: `info`, `debug`
+    /// (default) or `trace`. Under a log subscriber at `info`, creating it costs about as much
+    /// as the rest of the framework's per-record work (see BENCHMARKS.md); the lines of `run()`'s
+    /// subscriber carry the record's coordinates without it.
     #[serde(default)]
     pub record_span: SpanLevel,
     /// `error-handler.*`: retries and recovery of failing records.

@@ -322,10 +322,13 @@ deserialize_from_str!(RecovererKind);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SpanLevel {
-    /// `info` (default): handler log lines carry the record's coordinates at the default level.
-    #[default]
+    /// `info`: a span per record at the default level, for subscribers of your own (an
+    /// OpenTelemetry layer, say); under an `info` subscriber it costs about as much as the rest
+    /// of the framework's per-record work (see BENCHMARKS.md).
     Info,
-    /// `debug`: no span unless debug logging is on; cheaper when handlers log little.
+    /// `debug` (default): no span unless debug logging is on. The lines of `run()`'s subscriber
+    /// carry the record's coordinates either way.
+    #[default]
     Debug,
     /// `trace`.
     Trace,

@@ -12,10 +12,13 @@ use crate::ack::Ack;
 use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
+use crate::handling::{self, Handling};
 use crate::listener::{HandlerError, Invocation};
 use crate::management::metrics::RecordMetrics;
-use crate::propagation;
 use crate::record::RecordView;
+
+/// The target of the span each record is handled in.
+pub(crate) const RECORD_SPAN_TARGET: &str = module_path!();
 
 /// How a delivery ended.
 pub(crate) enum Outcome {
@@ -51,11 +54,8 @@ pub(crate) async fn deliver(
         metrics.retried.increment(1);
     }
     let span = record_span(spec, &record, attempt);
-    let inherited = propagation::inherited(&record, &spec.correlation_header);
-    if let Some((_, id)) = inherited
-        .iter()
-        .find(|(key, _)| *key == spec.correlation_header)
-    {
+    let handling = Handling::new(spec.id, &record, attempt, &spec.correlation_header);
+    if let Some(id) = handling.correlation_id() {
         span.record("correlation_id", tracing::field::display(Lossy(id)));
     }
     let invocation = {
@@ -69,8 +69,8 @@ pub(crate) async fn deliver(
             Outcome::Rejected(HandlerError::rejected(&rejection))
         }
         Ok(Invocation::Run(future)) => {
-            let result = propagation::scope(
-                inherited,
+            let result = handling::scope(
+                handling,
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
             )
             .await;
@@ -98,6 +98,7 @@ fn record_span(spec: &ListenerSpec, record: &RecordView<'_>, attempt: u32) -> tr
     macro_rules! record_span {
         ($level:expr) => {
             tracing::span!(
+                target: RECORD_SPAN_TARGET,
                 $level,
                 "record",
                 listener = spec.id,

@@ -14,6 +14,7 @@ mod partition;
 mod retry_topics;
 mod tracker;
 
+pub(crate) use delivery::RECORD_SPAN_TARGET;
 pub(crate) use error_handler::{DeadLetterPublisher, ErrorPolicy};
 pub(crate) use retry_topics::RetryTopics;
 
