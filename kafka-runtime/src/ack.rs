@@ -11,20 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-/// What a token tells its partition.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum AckKind {
-    Ack,
-    Nack(Duration),
-}
-
-/// One acknowledgment, as the partition's task receives it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct AckEvent {
-    pub(crate) offset: i64,
-    pub(crate) epoch: u32,
-    pub(crate) kind: AckKind,
-}
+use crate::handling::{self, AckEvent, AckKind};
 
 /// Acknowledges one record (Spring's `Acknowledgment`), in `manual` and `manual_immediate` ack modes.
 ///
@@ -43,6 +30,8 @@ pub(crate) struct AckEvent {
 #[must_use = "an Ack that is dropped without acknowledge() is a nack: the record will be redelivered"]
 pub struct Ack {
     events: UnboundedSender<AckEvent>,
+    /// The partition task that handed the record out.
+    task: u64,
     topic: Arc<str>,
     partition: i32,
     offset: i64,
@@ -52,13 +41,14 @@ pub struct Ack {
 
 impl Ack {
     pub(crate) fn new(
-        events: UnboundedSender<AckEvent>,
+        (events, task): (UnboundedSender<AckEvent>, u64),
         topic: Arc<str>,
         partition: i32,
         (offset, epoch): (i64, u32),
     ) -> Self {
         Ack {
             events,
+            task,
             topic,
             partition,
             offset,
@@ -95,13 +85,19 @@ impl Ack {
 
     fn send(&mut self, kind: AckKind) {
         self.done = true;
-        // The receiver is gone once the partition was revoked or the consumer stopped: the
-        // record stays uncommitted, as the token's documentation says.
-        let _ = self.events.send(AckEvent {
+        let event = AckEvent {
             offset: self.offset,
             epoch: self.epoch,
             kind,
-        });
+        };
+        // Settled by its own handler, the common case, the token needs neither the channel nor
+        // a wake-up: the partition task reads the settlement when the handler returns.
+        if handling::settle(self.task, event) {
+            return;
+        }
+        // The receiver is gone once the partition was revoked or the consumer stopped: the
+        // record stays uncommitted, as the token's documentation says.
+        let _ = self.events.send(event);
     }
 }
 

@@ -1,15 +1,19 @@
 //! The record a handler is handling, as the code it runs sees it: its coordinates, which the log
-//! lines of `run()`'s subscriber carry, and the headers that records it sends through the
-//! template inherit: the correlation id (`listener.correlation-header`, default
-//! `correlation_id`) and the W3C trace context (`traceparent`, `tracestate`).
+//! lines of `run()`'s subscriber carry; the headers that records it sends through the template
+//! inherit: the correlation id (`listener.correlation-header`, default `correlation_id`) and the
+//! W3C trace context (`traceparent`, `tracestate`); and the handler's own acknowledgment of it.
 //!
 //! Both travel in a task-local around the handler's future: nothing is formatted or allocated
 //! per record unless a line is written. A task the handler spawns is outside it, so what it
 //! logs or sends carries none of this; headers set explicitly on a record always win.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::futures::TaskLocalFuture;
 
 use crate::record::RecordView;
 
@@ -18,6 +22,29 @@ tokio::task_local! {
 }
 
 const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
+
+/// What an acknowledgment tells the record's partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum AckKind {
+    Ack,
+    Nack(Duration),
+}
+
+/// One acknowledgment, as the partition's task receives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AckEvent {
+    pub(crate) offset: i64,
+    pub(crate) epoch: u32,
+    pub(crate) kind: AckKind,
+}
+
+/// Which delivery is being handled: the partition task that handed the record out (a number
+/// unique in the process), and the delivery's epoch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeliveredBy {
+    pub(crate) task: u64,
+    pub(crate) epoch: u32,
+}
 
 /// What a handler's task knows of the record it handles.
 pub(crate) struct Handling {
@@ -30,13 +57,16 @@ pub(crate) struct Handling {
     inherited: Vec<(String, Vec<u8>)>,
     /// Which of them is the correlation id.
     correlation: Option<usize>,
+    delivered_by: DeliveredBy,
+    /// The handler's acknowledgment, when it gave it in this task.
+    settled: Cell<Option<AckKind>>,
 }
 
 impl Handling {
     pub(crate) fn new(
         listener: &'static str,
         record: &RecordView<'_>,
-        attempt: u32,
+        (attempt, delivered_by): (u32, DeliveredBy),
         correlation_header: &str,
     ) -> Self {
         let inherited: Vec<(String, Vec<u8>)> = record
@@ -55,7 +85,19 @@ impl Handling {
             attempt,
             inherited,
             correlation,
+            delivered_by,
+            settled: Cell::new(None),
         }
+    }
+
+    /// The acknowledgment the handler gave in this task, if it did.
+    pub(crate) fn settled(&self) -> Option<AckEvent> {
+        let kind = self.settled.get()?;
+        Some(AckEvent {
+            offset: self.offset,
+            epoch: self.delivered_by.epoch,
+            kind,
+        })
     }
 
     /// The record's correlation id, when it has one.
@@ -99,9 +141,25 @@ impl fmt::Display for Field<'_> {
     }
 }
 
-/// Runs `future` as the handling of `handling`.
-pub(crate) async fn scope<F: Future>(handling: Handling, future: F) -> F::Output {
-    HANDLING.scope(handling, future).await
+/// `future` run as the handling of `handling`; `take_value` on it gives `handling` back.
+pub(crate) fn scope<F: Future>(handling: Handling, future: F) -> TaskLocalFuture<Handling, F> {
+    HANDLING.scope(handling, future)
+}
+
+/// Settles `event` of partition task `task` in place when it is the delivery this task is
+/// handling; `false` when it is another one (a token kept, or moved to another task).
+pub(crate) fn settle(task: u64, event: AckEvent) -> bool {
+    current(|handling| {
+        let mine = handling.delivered_by.task == task
+            && handling.delivered_by.epoch == event.epoch
+            && handling.offset == event.offset
+            && handling.settled.get().is_none();
+        if mine {
+            handling.settled.set(Some(event.kind));
+        }
+        mine
+    })
+    .unwrap_or(false)
 }
 
 /// Calls `f` with the record the current task is handling, if any.
@@ -118,4 +176,52 @@ pub(crate) fn add_inherited(headers: &mut Vec<(String, Vec<u8>)>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ConsumerRecord, TimestampType};
+
+    #[test]
+    fn only_the_handled_delivery_settles_in_place_and_only_once() {
+        let record = ConsumerRecord {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 5,
+            timestamp: None,
+            timestamp_type: TimestampType::NotAvailable,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        };
+        let delivered_by = DeliveredBy { task: 7, epoch: 2 };
+        let handling = Handling::new("l", &RecordView::of_record(&record), (1, delivered_by), "c");
+        let event = |offset, epoch, kind| AckEvent {
+            offset,
+            epoch,
+            kind,
+        };
+        let nack = AckKind::Nack(Duration::ZERO);
+        assert!(!settle(7, event(5, 2, AckKind::Ack)), "outside a handling");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut scoped = std::pin::pin!(scope(handling, async {
+            assert!(
+                !settle(8, event(5, 2, AckKind::Ack)),
+                "another task's token"
+            );
+            assert!(
+                !settle(7, event(5, 1, AckKind::Ack)),
+                "an earlier delivery's"
+            );
+            assert!(!settle(7, event(4, 2, AckKind::Ack)), "another record's");
+            assert!(settle(7, event(5, 2, nack)), "its own");
+            assert!(!settle(7, event(5, 2, AckKind::Ack)), "once");
+        }));
+        runtime.block_on(scoped.as_mut());
+        let settled = scoped.take_value().and_then(|handling| handling.settled());
+        assert_eq!(settled, Some(event(5, 2, nack)));
+    }
 }

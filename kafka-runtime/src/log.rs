@@ -160,6 +160,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::handling::DeliveredBy;
     use crate::record::{ConsumerRecord, Header, RecordView, TimestampType};
 
     #[derive(Clone, Default)]
@@ -195,10 +196,11 @@ mod tests {
                 value: Some(b"abc-1".to_vec()),
             }],
         };
+        let delivered_by = DeliveredBy { task: 1, epoch: 0 };
         Handling::new(
             "on_order",
             &RecordView::of_record(&record),
-            2,
+            (2, delivered_by),
             "correlation_id",
         )
     }

@@ -12,7 +12,7 @@ use crate::ack::Ack;
 use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
-use crate::handling::{self, Handling};
+use crate::handling::{self, AckEvent, DeliveredBy, Handling};
 use crate::listener::{HandlerError, Invocation};
 use crate::management::metrics::RecordMetrics;
 use crate::record::RecordView;
@@ -30,14 +30,23 @@ pub(crate) enum Outcome {
     Rejected(HandlerError),
 }
 
-/// One delivery's number (1 for the first) and when it started.
+/// One delivery's number (1 for the first), when it started, and by whom.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Attempt {
     pub(crate) number: u32,
     pub(crate) started: Instant,
+    pub(crate) delivered_by: DeliveredBy,
 }
 
-/// Runs the handler of `spec` on `record`; gives the outcome and when the delivery ended.
+/// What came of one delivery.
+pub(crate) struct Delivered {
+    pub(crate) outcome: Outcome,
+    /// The handler's acknowledgment, when it gave it before returning, in its own task.
+    pub(crate) settled: Option<AckEvent>,
+    pub(crate) ended: Instant,
+}
+
+/// Runs the handler of `spec` on `record`.
 pub(crate) async fn deliver(
     spec: &ListenerSpec,
     app: &AppContext,
@@ -46,15 +55,21 @@ pub(crate) async fn deliver(
     Attempt {
         number: attempt,
         started,
+        delivered_by,
     }: Attempt,
     metrics: &RecordMetrics,
-) -> (Outcome, Instant) {
+) -> Delivered {
     metrics.received.increment(1);
     if attempt > 1 {
         metrics.retried.increment(1);
     }
     let span = record_span(spec, &record, attempt);
-    let handling = Handling::new(spec.id, &record, attempt, &spec.correlation_header);
+    let handling = Handling::new(
+        spec.id,
+        &record,
+        (attempt, delivered_by),
+        &spec.correlation_header,
+    );
     if let Some(id) = handling.correlation_id() {
         span.record("correlation_id", tracing::field::display(Lossy(id)));
     }
@@ -63,17 +78,19 @@ pub(crate) async fn deliver(
         // Extractors are user code too: a panic there is a failed delivery, not a dead task.
         std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)))
     };
+    let mut settled = None;
     let outcome = match invocation {
         Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
         Ok(Invocation::Rejected(rejection)) => {
             Outcome::Rejected(HandlerError::rejected(&rejection))
         }
         Ok(Invocation::Run(future)) => {
-            let result = handling::scope(
+            let mut scoped = std::pin::pin!(handling::scope(
                 handling,
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
-            )
-            .await;
+            ));
+            let result = scoped.as_mut().await;
+            settled = scoped.take_value().and_then(|handling| handling.settled());
             match result {
                 Ok(Ok(())) => Outcome::Handled,
                 Ok(Err(error)) => Outcome::Failed(error),
@@ -89,7 +106,11 @@ pub(crate) async fn deliver(
         Outcome::Handled => metrics.handled.increment(1),
         _ => metrics.failed.increment(1),
     }
-    (outcome, ended)
+    Delivered {
+        outcome,
+        settled,
+        ended,
+    }
 }
 
 /// The span a record is handled in, at the listener's `record-span` level.

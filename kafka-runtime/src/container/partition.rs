@@ -9,6 +9,7 @@
 //! records wait for their acknowledgment, and while a rewind's delay runs (the partition is
 //! paused then, and the other partitions flow).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,17 +23,20 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::committer::Committer;
-use super::delivery::{self, Attempt, Outcome};
+use super::delivery::{self, Attempt, Delivered, Outcome};
 use super::error_handler;
 use super::tracker::{Delivery, OffsetTracker};
 use super::ListenerSpec;
-use crate::ack::{Ack, AckEvent, AckKind};
+use crate::ack::Ack;
 use crate::config::AckMode;
 use crate::context::AppContext;
+use crate::handling::{AckEvent, AckKind, DeliveredBy};
 use crate::listener::HandlerError;
 use crate::management::health::PartitionProgress;
 use crate::management::metrics::RecordMetrics;
 use crate::record::{ConsumerRecord, Coordinates, RecordView};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The shortest wait before a failed dead-letter publication (or a failed seek) is tried again.
 const RECOVERY_RETRY_MIN: Duration = Duration::from_secs(1);
@@ -75,6 +79,8 @@ struct Hold {
 
 pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
     setup: PartitionSetup<C>,
+    /// Unique in the process: tells its ack tokens from those of every other task.
+    id: u64,
     tracker: OffsetTracker,
     acks: mpsc::UnboundedReceiver<AckEvent>,
     ack_sender: mpsc::UnboundedSender<AckEvent>,
@@ -96,6 +102,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let metrics = RecordMetrics::new(setup.spec.id, &setup.topic);
         PartitionTask {
             setup,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tracker: OffsetTracker::default(),
             acks,
             ack_sender,
@@ -159,13 +166,19 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let topic = Arc::clone(&self.setup.topic);
         let mut next = first;
         let mut handled = 0;
+        // Records of a batch run back to back: one reading of the clock ends a delivery and
+        // starts the next.
+        let mut now = std::time::Instant::now();
         loop {
             if let Some((message, delivery)) = next.take() {
                 let record = RecordView::of_message(&message, &topic);
-                self.handle(&spec, record, delivery).await;
+                now = self.handle(&spec, record, delivery, now).await;
                 handled += 1;
             }
-            self.drain_acks(None);
+            if self.tracker.in_flight() >= spec.max_in_flight {
+                // Acknowledgments from other tasks may have freed room.
+                self.drain_acks(None);
+            }
             let full = self.tracker.in_flight() >= spec.max_in_flight;
             if handled >= spec.max_poll_records || full || self.hold.is_some() || *stop.borrow() {
                 break;
@@ -203,10 +216,17 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         Some((message, delivery))
     }
 
-    /// One delivery of a record, and what its outcome leads to.
+    /// One delivery of a record, started at `started`, and what its outcome leads to; returns
+    /// when it ended.
     /// `spec` is the task's own (`self.setup.spec`), passed in so that no record touches the
     /// reference count that every partition task shares.
-    async fn handle(&mut self, spec: &ListenerSpec, record: RecordView<'_>, delivery: Delivery) {
+    async fn handle(
+        &mut self,
+        spec: &ListenerSpec,
+        record: RecordView<'_>,
+        delivery: Delivery,
+        started: std::time::Instant,
+    ) -> std::time::Instant {
         if let Some(retry) = &spec.retry_topics {
             // Held once: a record back from its wait is due, whatever its (clamped) header says.
             let held = self.held_until_due.take() == Some(delivery.offset);
@@ -217,12 +237,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 // Not due yet: the partition waits and the record comes back when it is.
                 self.held_until_due = Some(delivery.offset);
                 self.rewind(delivery.offset, wait);
-                return;
+                return started;
             }
         }
         let previous = self.failure.take().filter(|f| f.offset == delivery.offset);
         let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
-        let started = std::time::Instant::now();
         self.setup.progress.handling(delivery.offset, started);
         let ended = if let Some(Failure {
             unrecovered: Some(error),
@@ -245,26 +264,47 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             let ack = spec.ack_mode.is_manual().then(|| {
                 let coordinates = (delivery.offset, delivery.epoch);
                 let (topic, partition) = (Arc::clone(&self.setup.topic), self.setup.partition);
-                Ack::new(self.ack_sender.clone(), topic, partition, coordinates)
+                Ack::new(
+                    (self.ack_sender.clone(), self.id),
+                    topic,
+                    partition,
+                    coordinates,
+                )
             });
             let attempt = Attempt {
                 number: attempt,
                 started,
+                delivered_by: DeliveredBy {
+                    task: self.id,
+                    epoch: delivery.epoch,
+                },
             };
-            let (outcome, ended) =
+            let delivered =
                 delivery::deliver(spec, &self.setup.app, record, ack, attempt, &self.metrics).await;
-            self.settle(spec, outcome, record, delivery, attempt.number)
+            let (handled, ended) = (
+                matches!(delivered.outcome, Outcome::Handled),
+                delivered.ended,
+            );
+            self.settle(spec, delivered, record, delivery, attempt.number)
                 .await;
-            ended
+            // Settling a failure may have published to a dead-letter topic meanwhile.
+            if handled {
+                ended
+            } else {
+                std::time::Instant::now()
+            }
         };
         let busy = self.tracker.in_flight() > 0;
         self.setup.progress.progressed(busy, ended);
+        ended
     }
 
     async fn settle(
         &mut self,
         spec: &ListenerSpec,
-        outcome: Outcome,
+        Delivered {
+            outcome, settled, ..
+        }: Delivered,
         record: RecordView<'_>,
         delivery: Delivery,
         attempt: u32,
@@ -272,6 +312,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let error = match outcome {
             Outcome::Handled => {
                 // The handler's own ack or nack comes first.
+                if let Some(event) = settled {
+                    self.on_ack(event, None);
+                }
                 self.drain_acks(None);
                 if !spec.ack_mode.is_manual() {
                     self.acknowledge(delivery);
@@ -286,6 +329,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             Outcome::Failed(error) => error,
         };
         // A failed handler usually drops its Ack on the way out: the failure decides, not that nack.
+        if let Some(event) = settled {
+            self.on_ack(event, Some(delivery));
+        }
         self.drain_acks(Some(delivery));
         let coordinates = Coordinates(&self.setup.topic, self.setup.partition, delivery.offset);
         if !self.tracker.is_pending(delivery) {
