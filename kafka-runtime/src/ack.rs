@@ -1,9 +1,10 @@
 //! The acknowledgment token handed to manual-ack listeners.
 //!
-//! A token is a message to its partition's task: `acknowledge()` and `nack()` only queue an
-//! event (no lock, no broker round trip), so they are cheap from any thread or task. The event
-//! names the record's offset and the delivery it came from, so a token kept from an earlier
-//! delivery of a record never settles a later one.
+//! A token is a message to its partition's task: `acknowledge()` and `nack()` settle in place
+//! when the record's own handler calls them (the handling task-local, read by the task when the
+//! handler returns), and otherwise queue an event; neither locks nor waits for the broker, so
+//! they are cheap from any thread or task. The event names the record's offset and the delivery
+//! it came from, so a token kept from an earlier delivery of a record never settles a later one.
 
 use std::fmt;
 use std::sync::Arc;
