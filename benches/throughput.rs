@@ -272,20 +272,47 @@ impl Counter {
     }
 }
 
-/// Scenario 1: what our listener does per record, by hand: a StreamConsumer, the JSON payload
-/// into the struct, the offset stored, commits every second (librdkafka's auto-commit of stored
-/// offsets).
 /// librdkafka consumer properties a scenario sets on both sides.
 type Tuning = &'static [(&'static str, &'static str)];
 
+/// Scenario 1: what our listener does per record, by hand: a StreamConsumer, the JSON payload
+/// into the struct, the offset stored, commits every second (librdkafka's auto-commit of stored
+/// offsets).
 async fn raw_consume(bootstrap: &str, topic: &str, counter: Arc<Counter>, tuning: Tuning) -> Run {
+    let consumer = raw_consumer(bootstrap, &format!("raw-{}", unique()), topic, tuning);
+    tokio::select! {
+        () = raw_read(&consumer, &counter) => {}
+        () = tokio::time::sleep(patience(counter.target)) => {}
+    }
+    counter.wait(Duration::ZERO).await
+}
+
+/// `consumers` raw consumers in one group, each on a task of its own, until `counter` is done.
+async fn raw_group_consume(bootstrap: &str, topic: &str, consumers: u32, count: usize) -> Run {
+    let counter = Counter::new(count, false);
+    let group = format!("raw-{}", unique());
+    let readers: Vec<_> = (0..consumers)
+        .map(|_| {
+            let consumer = raw_consumer(bootstrap, &group, topic, &[]);
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move { raw_read(&consumer, &counter).await })
+        })
+        .collect();
+    let run = counter.wait(patience(count as u64)).await;
+    for reader in readers {
+        reader.abort();
+    }
+    run
+}
+
+fn raw_consumer(bootstrap: &str, group: &str, topic: &str, tuning: Tuning) -> StreamConsumer {
     let mut config = ClientConfig::new();
     for (key, value) in tuning {
         config.set(*key, *value);
     }
     let consumer: StreamConsumer = config
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("raw-{}", unique()))
+        .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -293,30 +320,25 @@ async fn raw_consume(bootstrap: &str, topic: &str, counter: Arc<Counter>, tuning
         .create()
         .expect("raw consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let reader = {
-        let counter = Arc::clone(&counter);
-        async move {
-            while counter.seen.load(Ordering::Acquire) < counter.target {
-                let message = match consumer.recv().await {
-                    Ok(message) => message,
-                    Err(error) => panic!("raw consumer: {error}"),
-                };
-                let event: UserEvent = match message.payload().map(serde_json::from_slice) {
-                    Some(Ok(event)) => event,
-                    other => panic!("undecodable record: {other:?}"),
-                };
-                consumer
-                    .store_offset_from_message(&message)
-                    .expect("offset is stored");
-                counter.hit(event.sent_at);
-            }
-        }
-    };
-    tokio::select! {
-        () = reader => {}
-        () = tokio::time::sleep(patience(counter.target)) => {}
+    consumer
+}
+
+/// Per record: the JSON payload into the struct, the offset stored, the counter hit.
+async fn raw_read(consumer: &StreamConsumer, counter: &Counter) {
+    while counter.seen.load(Ordering::Acquire) < counter.target {
+        let message = match consumer.recv().await {
+            Ok(message) => message,
+            Err(error) => panic!("raw consumer: {error}"),
+        };
+        let event: UserEvent = match message.payload().map(serde_json::from_slice) {
+            Some(Ok(event)) => event,
+            other => panic!("undecodable record: {other:?}"),
+        };
+        consumer
+            .store_offset_from_message(&message)
+            .expect("offset is stored");
+        counter.hit(event.sent_at);
     }
-    counter.wait(Duration::ZERO).await
 }
 
 /// How long a scenario may take before it is declared stuck.
@@ -613,19 +635,43 @@ async fn scaling(broker: &Broker, options: &Options, report: &mut Report) {
     let topic = broker.topic("scaling").await;
     produce_backlog(broker.bootstrap(), &topic, count, 100);
     for concurrency in 1..=3 {
-        let mut runs: Vec<f64> = Vec::new();
-        for _ in 0..options.rounds {
-            runs.push(
-                listener_consume(broker, &topic, concurrency, count)
-                    .await
-                    .per_second,
+        let (mut raw, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..options.rounds {
+            let mut pair = [0.0; 2];
+            for step in 0..2 {
+                if (step + round) % 2 == 1 {
+                    pair[1] = listener_consume(broker, &topic, concurrency, count)
+                        .await
+                        .per_second;
+                } else {
+                    pair[0] = raw_group_consume(broker.bootstrap(), &topic, concurrency, count)
+                        .await
+                        .per_second;
+                }
+            }
+            eprintln!(
+                "  concurrency {concurrency} round {}: raw {:.0}/s, listener {:.0}/s",
+                round + 1,
+                pair[0],
+                pair[1]
             );
+            raw.push(pair[0]);
+            ours.push(pair[1]);
+            ratios.push(pair[1] / pair[0]);
         }
         report.rows.push(Row::new(
-            &format!("listener, concurrency {concurrency} (7)"),
-            median(&mut runs),
+            &format!("raw rdkafka, {concurrency} consumers in one group (7)"),
+            median(&mut raw),
             "msg/s",
         ));
+        report.rows.push(
+            Row::new(
+                &format!("listener, concurrency {concurrency} (7)"),
+                median(&mut ours),
+                "msg/s",
+            )
+            .with_ratio("listener/raw", median(&mut ratios)),
+        );
     }
 }
 
