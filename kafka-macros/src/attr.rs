@@ -5,7 +5,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
-const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`";
+const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`";
 
 /// Spring's ack modes, as the runtime's `AckMode` variants.
 const ACK_MODES: &[(&str, &str)] = &[
@@ -27,6 +27,9 @@ pub(crate) struct ListenerArgs {
     /// The `AckMode` variant name, spanned at the user's string.
     pub(crate) ack_mode: Option<Ident>,
     pub(crate) auto_startup: Option<LitBool>,
+    /// Whether the handler takes a batch; by default, whether an argument is a `Batch<T>` or a
+    /// `BatchAck`.
+    pub(crate) batch: Option<LitBool>,
 }
 
 struct Arg {
@@ -53,6 +56,7 @@ impl Parse for ListenerArgs {
             concurrency: None,
             ack_mode: None,
             auto_startup: None,
+            batch: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for Arg { key, value } in args {
@@ -70,17 +74,8 @@ impl Parse for ListenerArgs {
                 "id" => parsed.id = Some(non_empty(string(&value, "id")?)?),
                 "concurrency" => parsed.concurrency = Some(concurrency(&value)?),
                 "ack_mode" => parsed.ack_mode = Some(ack_mode(&value)?),
-                "auto_startup" => match &value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Bool(b), ..
-                    }) => parsed.auto_startup = Some(b.clone()),
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            other,
-                            "`auto_startup` takes `true` or `false`",
-                        ))
-                    }
-                },
+                "auto_startup" => parsed.auto_startup = Some(boolean(&value, "auto_startup")?),
+                "batch" => parsed.batch = Some(boolean(&value, "batch")?),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -96,6 +91,18 @@ impl Parse for ListenerArgs {
             ));
         }
         Ok(parsed)
+    }
+}
+
+fn boolean(value: &Expr, key: &str) -> syn::Result<LitBool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.clone()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes `true` or `false`"),
+        )),
     }
 }
 

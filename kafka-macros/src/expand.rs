@@ -46,6 +46,30 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         ));
     }
     let arguments = arguments(function)?;
+    let batch = args.batch.as_ref().map_or_else(
+        || {
+            arguments.iter().any(|argument| {
+                last_segment(argument.ty)
+                    .is_some_and(|s| s.ident == "Batch" || s.ident == "BatchAck")
+            })
+        },
+        |batch| batch.value,
+    );
+    let (context, extract, from, invoker) = if batch {
+        (
+            quote!(BatchContext),
+            quote!(extract_batch),
+            quote!(FromBatch),
+            quote!(Batch),
+        )
+    } else {
+        (
+            quote!(RecordContext),
+            quote!(extract),
+            quote!(FromRecord),
+            quote!(Record),
+        )
+    };
 
     let name = &sig.ident;
     let invoke = format_ident!("__kafka_listener_invoke_{}", name);
@@ -58,7 +82,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         let ty = argument.ty;
         let arg_name = &argument.name;
         let extract = quote_spanned! {ty.span()=>
-            ::kafka_runtime::__private::extract::<#ty>(__ctx)
+            ::kafka_runtime::__private::#extract::<#ty>(__ctx)
         };
         quote! {
             let #var = match #extract {
@@ -117,7 +141,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         #[doc(hidden)]
         #[allow(non_snake_case)]
         fn #invoke(
-            __ctx: &mut ::kafka_runtime::__private::RecordContext<'_>,
+            __ctx: &mut ::kafka_runtime::__private::#context<'_>,
         ) -> ::kafka_runtime::__private::Invocation {
             #(#extractions)*
             ::kafka_runtime::__private::Invocation::Run(::std::boxed::Box::pin(async move {
@@ -131,7 +155,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         fn #check(
             __app: &::kafka_runtime::AppContext,
         ) -> ::core::result::Result<(), ::std::string::String> {
-            #(<#types as ::kafka_runtime::__private::FromRecord>::check(__app)?;)*
+            #(<#types as ::kafka_runtime::__private::#from>::check(__app)?;)*
             ::core::result::Result::Ok(())
         }
 
@@ -144,8 +168,8 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                 #concurrency,
                 #ack_mode,
                 #auto_startup,
-                false #(|| <#types as ::kafka_runtime::__private::FromRecord>::TAKES_ACK)*,
-                #invoke,
+                false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
+                ::kafka_runtime::__private::Invoker::#invoker(#invoke),
                 #check,
             )
         }
@@ -179,7 +203,7 @@ fn arguments(function: &ItemFn) -> syn::Result<Vec<Argument<'_>>> {
                 "`#[kafka_listener]` arguments need concrete types, not `impl Trait`",
             ));
         }
-        if last_segment(&typed.ty).is_some_and(|s| s.ident == "Ack") {
+        if last_segment(&typed.ty).is_some_and(|s| s.ident == "Ack" || s.ident == "BatchAck") {
             if ack_seen {
                 return Err(syn::Error::new_spanned(
                     &typed.ty,

@@ -18,10 +18,11 @@ use proc_macro::TokenStream;
 ///
 /// Keys: `topics` (a string or a list of strings, required), `group`, `id` (default: the
 /// function's path), `concurrency`, `ack_mode` (`record`, `batch`, `time`, `count`, `count_time`,
-/// `manual`, `manual_immediate`), `auto_startup` (default `true`).
+/// `manual`, `manual_immediate`), `auto_startup` (default `true`), `batch` (default: whether an
+/// argument is a `Batch<T>` or a `BatchAck`).
 ///
-/// Every argument must implement `kafka_runtime::extract::FromRecord`; the function stays
-/// callable as written.
+/// Every argument must implement `kafka_runtime::extract::FromRecord`, or for a batch listener
+/// `kafka_runtime::batch::FromBatch`; the function stays callable as written.
 #[proc_macro_attribute]
 pub fn kafka_listener(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::kafka_listener(args.into(), item.into()).into()

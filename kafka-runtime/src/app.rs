@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, ListenerType};
 use crate::container::{
     DeadLetterPublisher, ErrorPolicy, ListenerContainer, ListenerSpec, RetryTopics,
 };
 use crate::context::{AppContext, States};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
-use crate::listener::ListenerRegistration;
+use crate::listener::{Invoker, ListenerRegistration};
 use crate::management::health::Health;
 use crate::management::Management;
 use crate::placeholder;
@@ -316,6 +316,14 @@ fn resolve(
         )));
     }
     (registration.check)(app).map_err(listener_error)?;
+    let batch = matches!(registration.invoke, Invoker::Batch(_));
+    if settings.listener.kind == ListenerType::Batch && !batch {
+        return Err(listener_error(
+            "kafka.listener.type is `batch` but its handler takes a single record; take a \
+             Batch<T> (or set listener.type = \"single\")"
+                .to_owned(),
+        ));
+    }
     let global = &settings.listener.error_handler;
     let errors = ErrorPolicy::new(
         &settings
@@ -328,6 +336,13 @@ fn resolve(
         || settings.retry.topic.clone(),
         |own| own.retry_topic.or(&settings.retry.topic),
     ));
+    if batch && retry_topics.is_some() {
+        return Err(listener_error(
+            "retry topics are for record listeners (as in Spring); a batch listener retries in \
+             place with kafka.listener.error-handler"
+                .to_owned(),
+        ));
+    }
     let republishes = retry_topics.is_some() || errors.recoverer.dead_letter_topic("").is_some();
     let dead_letter =
         republishes.then(|| DeadLetterPublisher::new(app.template().clone(), group.clone()));

@@ -252,7 +252,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRecord for Payload<T> {
     }
 }
 
-fn decode<T: DeserializeOwned + 'static>(
+pub(crate) fn decode<T: DeserializeOwned + 'static>(
     bytes: &[u8],
     format: Format,
     extractor: &'static str,
@@ -400,22 +400,34 @@ pub struct State<T>(pub T);
 
 impl<T: Clone + Send + Sync + 'static> FromRecord for State<T> {
     fn from_record(ctx: &mut RecordContext<'_>) -> Result<Self, Rejection> {
-        ctx.app.state::<T>().cloned().map(State).ok_or_else(|| {
-            Rejection::new(
-                "State",
-                format!("no {} registered", std::any::type_name::<T>()),
-            )
-        })
+        state(ctx.app)
     }
 
     fn check(app: &AppContext) -> Result<(), String> {
-        match app.state::<T>() {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "it takes State<{0}> but no {0} was registered; call .with_state(value) on the application",
-                std::any::type_name::<T>()
-            )),
-        }
+        check_state::<T>(app)
+    }
+}
+
+/// A clone of the registered `T` (record and batch listeners alike).
+pub(crate) fn state<T: Clone + Send + Sync + 'static>(
+    app: &AppContext,
+) -> Result<State<T>, Rejection> {
+    app.state::<T>().cloned().map(State).ok_or_else(|| {
+        Rejection::new(
+            "State",
+            format!("no {} registered", std::any::type_name::<T>()),
+        )
+    })
+}
+
+/// Whether a `T` was registered, as a startup error naming what to call.
+pub(crate) fn check_state<T: Send + Sync + 'static>(app: &AppContext) -> Result<(), String> {
+    match app.state::<T>() {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "it takes State<{0}> but no {0} was registered; call .with_state(value) on the application",
+            std::any::type_name::<T>()
+        )),
     }
 }
 

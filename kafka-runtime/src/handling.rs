@@ -27,6 +27,8 @@ const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum AckKind {
     Ack,
+    /// Every record of the delivery from this offset up to the event's, inclusive (a batch).
+    AckFrom(i64),
     Nack(Duration),
 }
 
@@ -60,6 +62,8 @@ pub(crate) struct Handling {
     delivered_by: DeliveredBy,
     /// The handler's acknowledgment, when it gave it in this task.
     settled: Cell<Option<AckKind>>,
+    /// For a batch, how many records it has (from `offset` on).
+    batch: Option<usize>,
 }
 
 impl Handling {
@@ -87,6 +91,30 @@ impl Handling {
             correlation,
             delivered_by,
             settled: Cell::new(None),
+            batch: None,
+        }
+    }
+
+    /// The handling of a batch of `len` records from `first` on: its lines carry the first
+    /// record's coordinates and `records`; what it sends inherits nothing (its records may
+    /// carry different correlation ids).
+    pub(crate) fn batch(
+        listener: &'static str,
+        first: &RecordView<'_>,
+        len: usize,
+        (attempt, delivered_by): (u32, DeliveredBy),
+    ) -> Self {
+        Handling {
+            listener,
+            topic: Arc::clone(first.topic),
+            partition: first.partition,
+            offset: first.offset,
+            attempt,
+            inherited: Vec::new(),
+            correlation: None,
+            delivered_by,
+            settled: Cell::new(None),
+            batch: Some(len),
         }
     }
 
@@ -114,12 +142,22 @@ impl Handling {
             ("partition", Field::Number(self.partition.into())),
             ("offset", Field::Number(self.offset)),
         ];
+        let batch = self.batch.map(|len| {
+            (
+                "records",
+                Field::Number(i64::try_from(len).unwrap_or(i64::MAX)),
+            )
+        });
         let redelivery =
             (self.attempt > 1).then_some(("attempt", Field::Number(self.attempt.into())));
         let correlation = self
             .correlation_id()
             .map(|id| ("correlation_id", Field::Bytes(id)));
-        always.into_iter().chain(redelivery).chain(correlation)
+        always
+            .into_iter()
+            .chain(batch)
+            .chain(redelivery)
+            .chain(correlation)
     }
 }
 

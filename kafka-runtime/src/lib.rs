@@ -40,6 +40,7 @@
 mod ack;
 mod admin;
 mod app;
+pub mod batch;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -59,6 +60,7 @@ pub mod template;
 
 pub use ack::Ack;
 pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication, ShutdownReport};
+pub use batch::{Batch, BatchAck, BatchRecord};
 pub use cli::{run, run_with};
 pub use config::{AckMode, Config, ConfigError};
 pub use context::AppContext;
@@ -66,24 +68,25 @@ pub use embedded::EmbeddedKafka;
 pub use error::Error;
 pub use extract::{DeliveryAttempt, Headers, Key, Metadata, Payload, State};
 pub use kafka_macros::kafka_listener;
-pub use listener::{HandlerError, IntoHandlerResult, ListenerRegistration};
+pub use listener::{BatchError, HandlerError, IntoHandlerResult, ListenerRegistration};
 pub use record::{ConsumerRecord, Header, TimestampType};
 pub use template::{KafkaTemplate, SendError, SendResult};
 
 /// Everything a handler module needs: `use kafka_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        kafka_listener, Ack, ConsumerRecord, DeliveryAttempt, HandlerError, Headers,
-        KafkaApplication, KafkaTemplate, Key, Metadata, Payload, State,
+        kafka_listener, Ack, Batch, BatchAck, BatchError, ConsumerRecord, DeliveryAttempt,
+        HandlerError, Headers, KafkaApplication, KafkaTemplate, Key, Metadata, Payload, State,
     };
 }
 
 /// What the `#[kafka_listener]` expansion refers to; not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::batch::{BatchContext, FromBatch};
     pub use crate::config::AckMode;
     pub use crate::extract::{FromRecord, RecordContext};
-    pub use crate::listener::{IntoHandlerResult, Invocation, ListenerRegistration};
+    pub use crate::listener::{IntoHandlerResult, Invocation, Invoker, ListenerRegistration};
     pub use crate::AppContext;
     pub use inventory;
 
@@ -92,6 +95,13 @@ pub mod __private {
         ctx: &mut RecordContext<'_>,
     ) -> Result<T, crate::extract::Rejection> {
         T::from_record(ctx)
+    }
+
+    /// Asserts at the argument's span that `T` is a batch extractor.
+    pub fn extract_batch<T: FromBatch>(
+        ctx: &mut BatchContext<'_>,
+    ) -> Result<T, crate::extract::Rejection> {
+        T::from_batch(ctx)
     }
 
     /// Asserts at the payload type's span that it can be deserialized.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::batch::BatchContext;
 use crate::config::AckMode;
 use crate::context::AppContext;
 use crate::extract::{RecordContext, Rejection};
@@ -20,6 +21,17 @@ pub enum Invocation {
     Rejected(Rejection),
 }
 
+/// How a listener's handler is called: with one record, or with a batch of one partition's
+/// records (a handler that takes a `Batch<T>`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Invoker {
+    /// Builds the arguments from one record.
+    Record(fn(&mut RecordContext<'_>) -> Invocation),
+    /// Builds the arguments from a batch.
+    Batch(fn(&mut BatchContext<'_>) -> Invocation),
+}
+
 /// One `#[kafka_listener]`, registered at compile time through `inventory`.
 ///
 /// Built by the macro; all logic stays in the runtime.
@@ -33,7 +45,7 @@ pub struct ListenerRegistration {
     pub(crate) ack_mode: Option<AckMode>,
     pub(crate) auto_startup: bool,
     pub(crate) takes_ack: bool,
-    pub(crate) invoke: fn(&mut RecordContext<'_>) -> Invocation,
+    pub(crate) invoke: Invoker,
     pub(crate) check: fn(&AppContext) -> Result<(), String>,
 }
 
@@ -49,7 +61,7 @@ impl ListenerRegistration {
         ack_mode: Option<AckMode>,
         auto_startup: bool,
         takes_ack: bool,
-        invoke: fn(&mut RecordContext<'_>) -> Invocation,
+        invoke: Invoker,
         check: fn(&AppContext) -> Result<(), String>,
     ) -> Self {
         ListenerRegistration {
@@ -89,12 +101,15 @@ inventory::collect!(ListenerRegistration);
 ///
 /// Handlers may return `Result<(), E>` for any `E: Display`; `?` turns any `std::error::Error`
 /// into a `HandlerError`.
+#[derive(Clone)]
 pub struct HandlerError {
     type_name: &'static str,
     /// The error's message, then its causes' (`source()` chain).
     chain: Vec<String>,
     message: String,
     retryable: bool,
+    /// In a batch, the index of the record that failed (`BatchError::at`).
+    batch_index: Option<usize>,
 }
 
 impl HandlerError {
@@ -109,6 +124,7 @@ impl HandlerError {
             message: chain.join(": "),
             chain,
             retryable,
+            batch_index: None,
         }
     }
 
@@ -140,6 +156,11 @@ impl HandlerError {
     /// Whether the record may succeed when delivered again.
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// In a batch listener's error, the index of the record that failed, if the handler said.
+    pub fn batch_index(&self) -> Option<usize> {
+        self.batch_index
     }
 
     /// The message, with the error's causes.
@@ -221,6 +242,12 @@ impl<E: fmt::Display + Send + 'static> IntoHandlerResult for Result<(), E> {
             {
                 return handler_error;
             }
+            if let Some(batch_error) = (&mut slot as &mut dyn Any)
+                .downcast_mut::<Option<BatchError>>()
+                .and_then(Option::take)
+            {
+                return batch_error.into();
+            }
             match slot {
                 Some(error) => HandlerError::with_chain(
                     std::any::type_name::<E>(),
@@ -231,5 +258,90 @@ impl<E: fmt::Display + Send + 'static> IntoHandlerResult for Result<(), E> {
                 None => HandlerError::new("handler error"),
             }
         })
+    }
+}
+
+/// A batch listener's error (Spring's `BatchListenerFailedException`): which record of the batch
+/// failed, or the whole batch.
+///
+/// - [`BatchError::at`]`(index, error)`: the records before `index` are committed; the record at
+///   `index` is retried with the error handler's back-off and then recovered (logged or
+///   dead-lettered); the records after it are delivered again after it.
+/// - Any other error (`?` on a `std::error::Error`, [`BatchError::whole`]): the whole batch is
+///   delivered again with the back-off, then each of its records is recovered.
+///
+/// ```
+/// use kafka_runtime::prelude::*;
+/// # #[derive(serde::Deserialize)] struct Order { id: u64 }
+/// # fn store(_: &Order) -> bool { true }
+///
+/// #[kafka_listener(topics = "orders", group = "store")]
+/// async fn save(Batch(orders): Batch<Order>) -> Result<(), BatchError> {
+///     for (index, order) in orders.iter().enumerate() {
+///         if !store(&order.payload) {
+///             return Err(BatchError::at(index, HandlerError::new("store refused it")));
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+pub struct BatchError {
+    index: Option<usize>,
+    error: HandlerError,
+}
+
+impl BatchError {
+    /// The record at `index` (in the batch as the handler received it) failed.
+    pub fn at(index: usize, error: impl Into<HandlerError>) -> Self {
+        BatchError {
+            index: Some(index),
+            error: error.into(),
+        }
+    }
+
+    /// The batch failed as a whole.
+    pub fn whole(error: impl Into<HandlerError>) -> Self {
+        BatchError {
+            index: None,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<BatchError> for HandlerError {
+    fn from(BatchError { index, mut error }: BatchError) -> Self {
+        error.batch_index = index;
+        error
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for BatchError {
+    fn from(error: E) -> Self {
+        BatchError::whole(error)
+    }
+}
+
+impl From<HandlerError> for BatchError {
+    fn from(error: HandlerError) -> Self {
+        let index = error.batch_index;
+        BatchError { index, error }
+    }
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(index) => write!(f, "record {index} of the batch: {}", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+impl fmt::Debug for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchError")
+            .field("index", &self.index)
+            .field("error", &self.error)
+            .finish()
     }
 }

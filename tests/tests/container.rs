@@ -12,31 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::{http_get, metric, produce_spread, unique, Cluster, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
-use kafka_runtime::RunningApplication;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 /// Fast rewinds on the mock cluster, which holds a fetch for `fetch.wait.max.ms` even when data
 /// is there.
 const FAST_FETCH: &str = "[kafka.consumer.properties]\n\"fetch.wait.max.ms\" = 10\n";
-
-async fn start(
-    cluster: &Cluster,
-    extra: &str,
-    listener: &str,
-    topic: &str,
-    group: &str,
-    state: impl Send + Sync + 'static,
-) -> RunningApplication {
-    cluster
-        .application(extra)
-        .with_listeners([listener])
-        .with_property("topic", topic)
-        .with_property("group", group)
-        .with_state(state)
-        .start()
-        .await
-        .expect("application starts")
-}
 
 // --- 1. a failed record never leaves a stale tracked offset that stalls its partition ----------
 
@@ -101,7 +81,9 @@ async fn failing_backlog_drains(listener: &str, partitions: i32, count: i64) {
     produce_spread(cluster.bootstrap(), &topic, partitions, count);
     let handled = Handled::default();
     let extra = format!("{FAST_FETCH}[kafka.listener.error-handler]\ninterval = \"0ms\"\n");
-    let app = start(&cluster, &extra, listener, &topic, &group, handled.clone()).await;
+    let app = cluster
+        .start_listener(&extra, listener, (&topic, &group), handled.clone())
+        .await;
     let expected: Vec<Option<i64>> = (0..i64::from(partitions))
         .map(|p| Some((count - p + i64::from(partitions) - 1) / i64::from(partitions)))
         .collect();
@@ -279,15 +261,9 @@ async fn acknowledgments_from_many_tasks_in_any_order_commit_everything() {
     let topic = cluster.topic("shuffled", 1);
     let group = unique("shuffled");
     let parked = Recorder::<Ack>::default();
-    let app = start(
-        &cluster,
-        FAST_FETCH,
-        "parking",
-        &topic,
-        &group,
-        parked.clone(),
-    )
-    .await;
+    let app = cluster
+        .start_listener(FAST_FETCH, "parking", (&topic, &group), parked.clone())
+        .await;
     produce_spread(cluster.bootstrap(), &topic, 1, 500);
     parked.wait_len(500).await;
     let mut acks = parked.take_all();
@@ -334,7 +310,9 @@ async fn a_refused_manual_immediate_commit_is_sent_again_without_more_traffic() 
     let topic = cluster.topic("refused", 1);
     let group = unique("refused");
     let parked = Recorder::<Ack>::default();
-    let app = start(&cluster, "", "parking", &topic, &group, parked.clone()).await;
+    let app = cluster
+        .start_listener("", "parking", (&topic, &group), parked.clone())
+        .await;
     produce_spread(cluster.bootstrap(), &topic, 1, 1);
     parked.wait_len(1).await;
     embedded.mock_cluster().expect("mock").request_errors(
@@ -366,7 +344,9 @@ fn slow_commits_block_neither_acknowledgments_nor_health_on_a_current_thread_run
         let group = unique("slowcommit");
         let parked = Recorder::<Ack>::default();
         let extra = "[management]\nport = 0\naddress = \"127.0.0.1\"\n";
-        let app = start(&cluster, extra, "parking", &topic, &group, parked.clone()).await;
+        let app = cluster
+            .start_listener(extra, "parking", (&topic, &group), parked.clone())
+            .await;
         produce_spread(cluster.bootstrap(), &topic, 2, 40);
         parked.wait_len(40).await;
         let mock = embedded.mock_cluster().expect("mock");
@@ -434,7 +414,9 @@ async fn crafted_due_times_neither_panic_nor_hold_a_partition() {
     let group = unique("duetime");
     let seen = Recorder::<String>::default();
     let extra = "[kafka.listeners.due_times.retry-topic]\nenabled = true\nattempts = 3\ndelay = \"400ms\"\n";
-    let app = start(&cluster, extra, "due_times", &topic, &group, seen.clone()).await;
+    let app = cluster
+        .start_listener(extra, "due_times", (&topic, &group), seen.clone())
+        .await;
     let day_ahead = (std::time::SystemTime::now() + Duration::from_secs(86_400))
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after the epoch")
@@ -507,15 +489,9 @@ async fn a_token_of_an_earlier_delivery_does_not_settle_the_redelivery() {
     let group = unique("staletoken");
     let parked = Recorder::<Ack>::default();
     let extra = "[kafka.listener.error-handler]\ninterval = \"0ms\"\n";
-    let app = start(
-        &cluster,
-        extra,
-        "token_keeper",
-        &topic,
-        &group,
-        parked.clone(),
-    )
-    .await;
+    let app = cluster
+        .start_listener(extra, "token_keeper", (&topic, &group), parked.clone())
+        .await;
     app.template()
         .send_value(&topic, "once")
         .await
@@ -573,7 +549,9 @@ async fn a_refusing_dead_letter_topic_backs_off_shows_in_health_and_loses_nothin
     let seen = Recorder::<String>::default();
     let extra = "[kafka.listener.error-handler]\nrecoverer = \"dead-letter\"\n\
                  [management]\nport = 0\naddress = \"127.0.0.1\"\n";
-    let app = start(&cluster, extra, "poisoned", &topic, &group, seen.clone()).await;
+    let app = cluster
+        .start_listener(extra, "poisoned", (&topic, &group), seen.clone())
+        .await;
     let address = app.management_address().expect("management.port is set");
     let recovery = |health: &str| -> serde_json::Value {
         serde_json::from_str::<serde_json::Value>(health).expect("JSON")["recovery"].clone()
@@ -688,7 +666,9 @@ async fn a_header_name_that_is_not_utf8_is_read_lossily_and_stalls_nothing() {
     );
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("produced");
     let seen = Recorder::<(String, Vec<String>)>::default();
-    let app = start(&cluster, "", "header_names", &topic, &group, seen.clone()).await;
+    let app = cluster
+        .start_listener("", "header_names", (&topic, &group), seen.clone())
+        .await;
     let deadline = Instant::now() + PATIENCE;
     while seen.len() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

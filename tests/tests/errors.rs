@@ -5,10 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{read_topic, unique, Cluster, Recorder};
+use common::{header, read_topic, unique, Cluster, Recorder};
 use kafka_runtime::prelude::*;
 use kafka_runtime::RunningApplication;
-use rdkafka::message::{Headers as _, Message, OwnedMessage};
+use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,15 +34,6 @@ async fn start(
         .start()
         .await
         .expect("application starts")
-}
-
-fn header<'a>(record: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
-    let headers = record.headers()?;
-    headers
-        .iter()
-        .filter(|h| h.key == name)
-        .last()
-        .and_then(|h| h.value)
 }
 
 // --- exponential back-off --------------------------------------------------------------------

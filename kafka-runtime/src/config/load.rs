@@ -89,6 +89,7 @@ const ENV_KEYS: &[&str] = &[
     "listener.revoke-timeout",
     "listener.correlation-header",
     "listener.record-span",
+    "listener.type",
     "retry.topic.enabled",
     "retry.topic.attempts",
     "retry.topic.delay",

@@ -34,8 +34,8 @@ pub use client::Properties;
 pub(crate) use load::env_var_name;
 pub use load::{ConfigError, Layers};
 pub use values::{
-    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, LogFormat, OffsetReset,
-    PropertyMap, PropertyValue, RecovererKind, SpanLevel,
+    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, ListenerType, LogFormat,
+    OffsetReset, PropertyMap, PropertyValue, RecovererKind, SpanLevel,
 };
 
 use std::collections::BTreeMap;
@@ -387,6 +387,11 @@ pub struct ListenerSettings {
     /// subscriber carry the record's coordinates without it.
     #[serde(default)]
     pub record_span: SpanLevel,
+    /// `type`: `single` (default) or `batch` (Spring Boot's `listener.type`). A handler that
+    /// takes a `Batch<T>` is a batch listener either way; `batch` makes a handler that takes a
+    /// single record a startup error.
+    #[serde(default, rename = "type")]
+    pub kind: ListenerType,
     /// `error-handler.*`: retries and recovery of failing records.
     #[serde(default)]
     pub error_handler: ErrorHandlerSettings,
@@ -432,6 +437,7 @@ impl Default for ListenerSettings {
             revoke_timeout: Self::default_revoke_timeout(),
             correlation_header: Self::default_correlation_header(),
             record_span: SpanLevel::default(),
+            kind: ListenerType::default(),
             error_handler: ErrorHandlerSettings::default(),
         }
     }

@@ -318,6 +318,33 @@ impl FromStr for RecovererKind {
 }
 deserialize_from_str!(RecovererKind);
 
+/// `listener.type`: whether listeners take one record or a batch (Spring Boot's key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenerType {
+    /// `single` (default): each handler says by its arguments; one that takes a `Batch<T>` is a
+    /// batch listener.
+    #[default]
+    Single,
+    /// `batch`: every listener must be a batch listener; one that takes a single record is a
+    /// startup error.
+    Batch,
+}
+
+impl FromStr for ListenerType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match relaxed(text).as_str() {
+            "single" => Ok(ListenerType::Single),
+            "batch" => Ok(ListenerType::Batch),
+            _ => Err(format!(
+                "unknown listener type `{text}`, expected single or batch"
+            )),
+        }
+    }
+}
+deserialize_from_str!(ListenerType);
+
 /// `listener.record-span`: the level of the `record` span each record is handled in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -2,6 +2,7 @@
 //! record's span and the correlation scope, panics caught, the outcome measured.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -9,6 +10,7 @@ use tracing::Instrument;
 
 use super::ListenerSpec;
 use crate::ack::Ack;
+use crate::batch::{BatchAck, BatchContext};
 use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
@@ -46,38 +48,108 @@ pub(crate) struct Delivered {
     pub(crate) ended: Instant,
 }
 
-/// Runs the handler of `spec` on `record`.
+/// A handler call with its arguments built, ready to run.
+pub(crate) struct Prepared {
+    invocation: std::thread::Result<Invocation>,
+    handling: Handling,
+    span: tracing::Span,
+    /// How many records the call handles.
+    records: usize,
+}
+
+/// Runs `invoke` (the handler of `spec`) on `record`.
 pub(crate) async fn deliver(
     spec: &ListenerSpec,
+    invoke: fn(&mut RecordContext<'_>) -> Invocation,
     app: &AppContext,
-    record: RecordView<'_>,
-    ack: Option<Ack>,
-    Attempt {
-        number: attempt,
-        started,
-        delivered_by,
-    }: Attempt,
+    (record, ack): (RecordView<'_>, Option<Ack>),
+    attempt: Attempt,
     metrics: &RecordMetrics,
 ) -> Delivered {
-    metrics.received.increment(1);
-    if attempt > 1 {
-        metrics.retried.increment(1);
-    }
-    let span = record_span(spec, &record, attempt);
+    let span = record_span(spec, &record, attempt.number);
     let handling = Handling::new(
         spec.id,
         &record,
-        (attempt, delivered_by),
+        (attempt.number, attempt.delivered_by),
         &spec.correlation_header,
     );
     if let Some(id) = handling.correlation_id() {
         span.record("correlation_id", tracing::field::display(Lossy(id)));
     }
     let invocation = {
-        let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt);
+        let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt.number);
         // Extractors are user code too: a panic there is a failed delivery, not a dead task.
-        std::panic::catch_unwind(AssertUnwindSafe(|| (spec.invoke)(&mut ctx)))
+        std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)))
     };
+    let prepared = Prepared {
+        invocation,
+        handling,
+        span,
+        records: 1,
+    };
+    run(prepared, attempt, metrics).await
+}
+
+/// Builds the arguments of `invoke` (the handler of a batch listener) from `records`, a
+/// non-empty batch; gives the call and the records taken out of the batch (undecodable), by
+/// index, and sets `received` to the offsets of the records the handler gets (for its
+/// `BatchAck`).
+pub(crate) fn prepare_batch(
+    spec: &ListenerSpec,
+    invoke: fn(&mut BatchContext<'_>) -> Invocation,
+    app: &AppContext,
+    (records, ack, received): (&[RecordView<'_>], Option<BatchAck>, &OnceLock<Vec<i64>>),
+    attempt: Attempt,
+) -> (Prepared, Vec<(usize, HandlerError)>) {
+    let first = records[0];
+    let span = record_span(spec, &first, attempt.number);
+    let delivered_by = (attempt.number, attempt.delivered_by);
+    let handling = Handling::batch(spec.id, &first, records.len(), delivered_by);
+    let mut ctx = BatchContext::new(records.to_vec(), ack, app, spec.formats.1, attempt.number);
+    // Extractors are user code too: a panic there is a failed delivery, not a dead task.
+    let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)));
+    let rejected: Vec<(usize, HandlerError)> = ctx
+        .into_rejected()
+        .into_iter()
+        .map(|(index, rejection)| (index, HandlerError::rejected(&rejection)))
+        .collect();
+    let kept = records
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !rejected.iter().any(|(rejected, _)| rejected == index))
+        .map(|(_, record)| record.offset)
+        .collect();
+    let _ = received.set(kept);
+    let prepared = Prepared {
+        invocation,
+        handling,
+        span,
+        records: records.len() - rejected.len(),
+    };
+    (prepared, rejected)
+}
+
+/// Awaits the handler's future of a prepared call under `catch_unwind`, inside its handling
+/// and span; counts its records and measures the call.
+pub(crate) async fn run(
+    Prepared {
+        invocation,
+        handling,
+        span,
+        records,
+    }: Prepared,
+    Attempt {
+        number: attempt,
+        started,
+        ..
+    }: Attempt,
+    metrics: &RecordMetrics,
+) -> Delivered {
+    let records = u64::try_from(records).unwrap_or(u64::MAX);
+    metrics.received.increment(records);
+    if attempt > 1 {
+        metrics.retried.increment(records);
+    }
     let mut settled = None;
     let outcome = match invocation {
         Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
@@ -103,8 +175,8 @@ pub(crate) async fn deliver(
         .handler_seconds
         .record(ended.saturating_duration_since(started).as_secs_f64());
     match outcome {
-        Outcome::Handled => metrics.handled.increment(1),
-        _ => metrics.failed.increment(1),
+        Outcome::Handled => metrics.handled.increment(records),
+        _ => metrics.failed.increment(records),
     }
     Delivered {
         outcome,

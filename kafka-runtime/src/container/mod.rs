@@ -27,8 +27,7 @@ use tokio::sync::watch;
 use crate::config::{client, AckMode, Format, KafkaSettings};
 use crate::context::AppContext;
 use crate::error::Error;
-use crate::extract::RecordContext;
-use crate::listener::Invocation;
+use crate::listener::Invoker;
 use crate::management::health::Health;
 
 /// How long the final commit and the close may take after the shutdown timeout.
@@ -41,7 +40,7 @@ pub(crate) struct ListenerSpec {
     pub(crate) group: String,
     pub(crate) concurrency: u32,
     pub(crate) ack_mode: AckMode,
-    pub(crate) invoke: fn(&mut RecordContext<'_>) -> Invocation,
+    pub(crate) invoke: Invoker,
     /// (key, value) formats.
     pub(crate) formats: (Format, Format),
     pub(crate) max_in_flight: usize,

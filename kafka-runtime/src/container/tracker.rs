@@ -71,12 +71,45 @@ impl OffsetTracker {
             return false;
         }
         entry.acked = true;
+        self.advance();
+        true
+    }
+
+    /// Acknowledges every pending record of `epoch` from `first` to `last` (inclusive: a
+    /// batch); gives how many it acknowledged.
+    pub(crate) fn ack_range(&mut self, first: i64, last: i64, epoch: u32) -> u32 {
+        let start = self
+            .entries
+            .partition_point(|entry| entry.delivery.offset < first);
+        let mut acked = 0;
+        for entry in self.entries.range_mut(start..) {
+            if entry.delivery.offset > last {
+                break;
+            }
+            if entry.delivery.epoch == epoch && !entry.acked {
+                entry.acked = true;
+                acked += 1;
+            }
+        }
+        self.advance();
+        acked
+    }
+
+    /// The offset of the first tracked record not yet acknowledged.
+    pub(crate) fn first_pending(&self) -> Option<i64> {
+        self.entries
+            .iter()
+            .find(|entry| !entry.acked)
+            .map(|entry| entry.delivery.offset)
+    }
+
+    /// Moves the acknowledged prefix out of the entries.
+    fn advance(&mut self) {
         while self.entries.front().is_some_and(|entry| entry.acked) {
             if let Some(entry) = self.entries.pop_front() {
                 self.committable = Some(entry.delivery.offset + 1);
             }
         }
-        true
     }
 
     /// Forgets `offset` and every record after it (they will be read again from `offset`) and
@@ -112,6 +145,34 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_acknowledges_only_its_epoch_and_bounds() {
+        let (mut tracker, _) = tracked(0..6);
+        tracker.rewind(4);
+        let again = [tracker.track(4), tracker.track(5)];
+        assert_eq!(
+            tracker.ack_range(1, 5, 0),
+            3,
+            "1..=3 of epoch 0; 4 and 5 were rewound"
+        );
+        assert_eq!(tracker.committable(), None, "0 is not acknowledged");
+        assert_eq!(tracker.first_pending(), Some(0));
+        assert!(tracker.ack(Delivery {
+            offset: 0,
+            epoch: 0
+        }));
+        assert_eq!(tracker.committable(), Some(4));
+        let epoch = again[0].expect("tracked").epoch;
+        assert_eq!(tracker.ack_range(4, 4, epoch), 1);
+        assert_eq!(
+            tracker.ack_range(4, 5, epoch),
+            1,
+            "4 is not acknowledged twice"
+        );
+        assert_eq!(tracker.committable(), Some(6));
+        assert_eq!(tracker.first_pending(), None);
+    }
 
     fn tracked(offsets: impl IntoIterator<Item = i64>) -> (OffsetTracker, Vec<Delivery>) {
         let mut tracker = OffsetTracker::default();

@@ -82,6 +82,25 @@ impl Cluster {
         }
     }
 
+    /// Starts `listener` alone, with `extra` TOML, the properties `topic` and `group` (for its
+    /// `${topic}` and `${group}`) and `state` registered.
+    pub async fn start_listener(
+        &self,
+        extra: &str,
+        listener: &str,
+        (topic, group): (&str, &str),
+        state: impl Send + Sync + 'static,
+    ) -> kafka_runtime::RunningApplication {
+        self.application(extra)
+            .with_listeners([listener])
+            .with_property("topic", topic)
+            .with_property("group", group)
+            .with_state(state)
+            .start()
+            .await
+            .expect("application starts")
+    }
+
     /// Configuration pointing at this cluster, with `extra` TOML under `[kafka]` merged in.
     pub fn config(&self, extra: &str) -> Config {
         Config::from_toml_str(&format!("[kafka]\n{extra}"), "test.toml")
@@ -289,6 +308,17 @@ impl Drop for OwnBroker {
             .env("BROKER_DIR", &self.dir)
             .status();
     }
+}
+
+/// The value of the last header named `name` of a record read back.
+pub fn header<'a>(record: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::{Headers as _, Message as _};
+    record
+        .headers()?
+        .iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| h.value)
 }
 
 /// Reads `count` records from the start of `topic` with a plain rdkafka consumer (fewer if they

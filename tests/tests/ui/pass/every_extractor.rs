@@ -30,4 +30,21 @@ async fn raw(Payload(_text): Payload<String>, Payload(_bytes): Payload<Vec<u8>>)
     Ok(())
 }
 
+#[kafka_listener(topics = "orders", group = "g", ack_mode = "manual")]
+async fn batch(
+    Batch(events): Batch<UserEvent>,
+    DeliveryAttempt(_attempt): DeliveryAttempt,
+    State(_db): State<Db>,
+    _template: KafkaTemplate,
+    ack: BatchAck,
+) -> Result<(), BatchError> {
+    for (index, event) in events.iter().enumerate() {
+        if event.payload.event_type.is_empty() {
+            return Err(BatchError::at(index, HandlerError::new("no type")));
+        }
+    }
+    ack.acknowledge();
+    Ok(())
+}
+
 fn main() {}

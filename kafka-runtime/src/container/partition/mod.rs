@@ -9,6 +9,8 @@
 //! records wait for their acknowledgment, and while a rewind's delay runs (the partition is
 //! paused then, and the other partitions flow).
 
+mod batch;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +32,10 @@ use super::ListenerSpec;
 use crate::ack::Ack;
 use crate::config::AckMode;
 use crate::context::AppContext;
+use crate::extract::RecordContext;
 use crate::handling::{AckEvent, AckKind, DeliveredBy};
 use crate::listener::HandlerError;
+use crate::listener::{Invocation, Invoker};
 use crate::management::health::PartitionProgress;
 use crate::management::metrics::RecordMetrics;
 use crate::record::{ConsumerRecord, Coordinates, RecordView};
@@ -87,6 +91,8 @@ pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
     metrics: RecordMetrics,
     failure: Option<Failure>,
     hold: Option<Hold>,
+    /// Failed publications in a row of a batch's undecodable records, for the back-off.
+    batch_recovery_failures: u32,
     /// The retry-topic record last held until its due time.
     held_until_due: Option<i64>,
     /// The last delivery handed to the handler, and its attempt.
@@ -109,6 +115,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             metrics,
             failure: None,
             hold: None,
+            batch_recovery_failures: 0,
             held_until_due: None,
             current: None,
             offered: None,
@@ -140,7 +147,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 }
                 Some(message) = stream.next(), if reading => {
                     let first = self.accept(message);
-                    self.read_batch(first, &mut stream, &stop).await;
+                    match self.setup.spec.invoke {
+                        Invoker::Record(invoke) => {
+                            self.read_batch(invoke, first, &mut stream, &stop).await;
+                        }
+                        Invoker::Batch(invoke) => {
+                            self.handle_batch(invoke, first, &mut stream).await;
+                        }
+                    }
                 }
                 () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {
                     self.release();
@@ -158,6 +172,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     /// ends the batch (Spring's "records of one poll").
     async fn read_batch<'q>(
         &mut self,
+        invoke: fn(&mut RecordContext<'_>) -> Invocation,
         first: Option<(BorrowedMessage<'q>, Delivery)>,
         stream: &mut MessageStream<'q, C>,
         stop: &watch::Receiver<bool>,
@@ -172,7 +187,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         loop {
             if let Some((message, delivery)) = next.take() {
                 let record = RecordView::of_message(&message, &topic);
-                now = self.handle(&spec, record, delivery, now).await;
+                now = self.handle((&spec, invoke), record, delivery, now).await;
                 handled += 1;
             }
             if self.tracker.in_flight() >= spec.max_in_flight {
@@ -222,7 +237,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     /// reference count that every partition task shares.
     async fn handle(
         &mut self,
-        spec: &ListenerSpec,
+        (spec, invoke): (&ListenerSpec, fn(&mut RecordContext<'_>) -> Invocation),
         record: RecordView<'_>,
         delivery: Delivery,
         started: std::time::Instant,
@@ -279,8 +294,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     epoch: delivery.epoch,
                 },
             };
+            let app = &self.setup.app;
             let delivered =
-                delivery::deliver(spec, &self.setup.app, record, ack, attempt, &self.metrics).await;
+                delivery::deliver(spec, invoke, app, (record, ack), attempt, &self.metrics).await;
             let (handled, ended) = (
                 matches!(delivered.outcome, Outcome::Handled),
                 delivered.ended,
@@ -417,6 +433,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         };
         match event.kind {
             AckKind::Ack => self.acknowledge(delivery),
+            AckKind::AckFrom(first) => {
+                let count = self.tracker.ack_range(first, event.offset, event.epoch);
+                if count > 0 {
+                    self.acknowledged(count);
+                }
+            }
             AckKind::Nack(_) if ignoring == Some(delivery) => {}
             AckKind::Nack(delay) => {
                 if !self.tracker.is_pending(delivery) {
@@ -438,13 +460,17 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     }
 
     fn acknowledge(&mut self, delivery: Delivery) {
-        if !self.tracker.ack(delivery) {
-            return;
+        if self.tracker.ack(delivery) {
+            self.acknowledged(1);
         }
+    }
+
+    /// `count` records were acknowledged just now.
+    fn acknowledged(&mut self, count: u32) {
         if let Some(committable) = self.tracker.committable() {
             self.setup.progress.committable(committable);
         }
-        self.acked += 1;
+        self.acked = self.acked.saturating_add(count);
         if matches!(
             self.setup.spec.ack_mode,
             AckMode::Record | AckMode::ManualImmediate
