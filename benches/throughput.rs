@@ -5,12 +5,13 @@
 //! cargo bench --bench throughput                  # every scenario, embedded broker
 //! cargo bench --bench throughput -- --quick       # scenarios 1 and 2, ends with `ratio listener/raw: <x>`
 //! cargo bench --bench throughput -- --quick --default-logging   # the same under run()'s logging
+//! cargo bench --bench throughput -- --only batch  # a batch listener, ends with `ratio batch/raw: <x>`
 //! KAFKA_BOOTSTRAP_SERVERS=host:port cargo bench --bench throughput   # a real broker
 //! ```
 //!
 //! Run by `cargo test` (as CI does, through `--all-targets`) it makes a smoke run with a tiny
 //! count. Options: `--count N` (records per consume scenario), `--rounds N` (interleaved rounds),
-//! `--only a,b` (scenarios: consume, produce, latency, scaling, memory, python), `--json FILE`
+//! `--only a,b` (scenarios: consume, batch, produce, latency, scaling, memory, python), `--json FILE`
 //! (results for `benches/chart.py`).
 
 mod alloc;
@@ -358,10 +359,23 @@ async fn bench(Payload(event): Payload<UserEvent>, ack: Ack, State(counter): Sta
     counter.hit(event.sent_at);
 }
 
-/// Scenario 2: the same through `#[kafka_listener]` with `Payload<T>` + `Ack` (manual acks).
+#[kafka_listener(
+    id = "bench_batch",
+    topics = "${bench.topic}",
+    group = "${bench.group}",
+    auto_startup = false
+)]
+async fn bench_batch(Batch(events): Batch<UserEvent>, State(counter): State<Arc<Counter>>) {
+    for event in &events {
+        counter.hit(event.payload.sent_at);
+    }
+}
+
+/// Scenario 2: the same through `#[kafka_listener]` with `Payload<T>` + `Ack` (manual acks);
+/// scenario 8 through a batch listener (`bench_batch`).
 async fn listener_start(
     broker: &Broker,
-    topic: &str,
+    (listener, topic): (&str, &str),
     concurrency: u32,
     counter: Arc<Counter>,
     tuning: Tuning,
@@ -381,7 +395,7 @@ async fn listener_start(
     .with_bootstrap_servers(broker.bootstrap());
     broker
         .application(config)
-        .with_listeners(["bench"])
+        .with_listeners([listener])
         .with_property("bench.topic", topic)
         .with_property("bench.group", format!("listener-{}", unique()))
         .with_state(counter)
@@ -391,8 +405,24 @@ async fn listener_start(
 }
 
 async fn listener_consume(broker: &Broker, topic: &str, concurrency: u32, count: usize) -> Run {
+    consume_with(broker, ("bench", topic), concurrency, count).await
+}
+
+async fn consume_with(
+    broker: &Broker,
+    (listener, topic): (&str, &str),
+    concurrency: u32,
+    count: usize,
+) -> Run {
     let counter = Counter::new(count, false);
-    let running = listener_start(broker, topic, concurrency, Arc::clone(&counter), &[]).await;
+    let running = listener_start(
+        broker,
+        (listener, topic),
+        concurrency,
+        Arc::clone(&counter),
+        &[],
+    )
+    .await;
     let run = counter.wait(patience(count as u64)).await;
     running.shutdown().await;
     run
@@ -410,41 +440,63 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// Scenarios 1 and 2, interleaved: per round raw then listener (or the other way round on odd
-/// rounds, so that neither always runs on a warmer machine).
-async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut Report) -> f64 {
-    let count = broker.capacity(options.count, size);
-    let topic = broker.topic(&format!("consume-{size}b")).await;
-    produce_backlog(broker.bootstrap(), &topic, count, size);
-    let (mut raw, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut raw_allocs, mut our_allocs) = (Vec::new(), Vec::new());
+/// Raw rdkafka (scenario 1) and `listener` on `topic`, interleaved: per round raw then the
+/// listener (or the other way round on odd rounds, so that neither always runs on a warmer
+/// machine). Gives both runs of each round.
+async fn interleaved(
+    broker: &Broker,
+    options: &Options,
+    (listener, topic): (&str, &str),
+    count: usize,
+    label: &str,
+) -> Vec<(Run, Run)> {
+    let mut rounds = Vec::new();
     for round in 0..options.rounds {
         let mut pair = [None, None];
         for step in 0..2 {
-            let listener_turn = (step + round) % 2 == 1;
-            if listener_turn {
-                pair[1] = Some(listener_consume(broker, &topic, 1, count).await);
+            if (step + round) % 2 == 1 {
+                pair[1] = Some(consume_with(broker, (listener, topic), 1, count).await);
             } else {
                 let counter = Counter::new(count, false);
-                pair[0] = Some(raw_consume(broker.bootstrap(), &topic, counter, &[]).await);
+                pair[0] = Some(raw_consume(broker.bootstrap(), topic, counter, &[]).await);
             }
         }
         let (Some(r), Some(l)) = (pair[0], pair[1]) else {
             continue;
         };
         eprintln!(
-            "  {size} B round {}: raw {:.0}/s, listener {:.0}/s, ratio {:.3}",
+            "  {label} round {}: raw {:.0}/s, {listener} {:.0}/s, ratio {:.3}",
             round + 1,
             r.per_second,
             l.per_second,
             l.per_second / r.per_second
         );
-        raw.push(r.per_second);
-        ours.push(l.per_second);
-        ratios.push(l.per_second / r.per_second);
-        raw_allocs.push(r.allocations);
-        our_allocs.push(l.allocations);
+        rounds.push((r, l));
     }
+    rounds
+}
+
+/// Scenarios 1 and 2.
+async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut Report) -> f64 {
+    let count = broker.capacity(options.count, size);
+    let topic = broker.topic(&format!("consume-{size}b")).await;
+    produce_backlog(broker.bootstrap(), &topic, count, size);
+    let rounds = interleaved(
+        broker,
+        options,
+        ("bench", &topic),
+        count,
+        &format!("{size} B"),
+    )
+    .await;
+    let mut raw: Vec<f64> = rounds.iter().map(|(r, _)| r.per_second).collect();
+    let mut ours: Vec<f64> = rounds.iter().map(|(_, l)| l.per_second).collect();
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(r, l)| l.per_second / r.per_second)
+        .collect();
+    let mut raw_allocs: Vec<f64> = rounds.iter().map(|(r, _)| r.allocations).collect();
+    let mut our_allocs: Vec<f64> = rounds.iter().map(|(_, l)| l.allocations).collect();
     let ratio = median(&mut ratios);
     report.rows.push(Row::new(
         &format!("consume {size} B: raw rdkafka (1)"),
@@ -464,6 +516,30 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
         median(&mut raw_allocs),
         &format!("/ {:.1}", median(&mut our_allocs)),
     ));
+    ratio
+}
+
+/// Scenario 8: a batch listener (`Batch<UserEvent>`, committed per batch) against raw rdkafka,
+/// 100 B records.
+async fn batch(broker: &Broker, options: &Options, report: &mut Report) -> f64 {
+    let count = broker.capacity(options.count, 100);
+    let topic = broker.topic("batch-100b").await;
+    produce_backlog(broker.bootstrap(), &topic, count, 100);
+    let rounds = interleaved(broker, options, ("bench_batch", &topic), count, "batch").await;
+    let mut ours: Vec<f64> = rounds.iter().map(|(_, l)| l.per_second).collect();
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(r, l)| l.per_second / r.per_second)
+        .collect();
+    let ratio = median(&mut ratios);
+    report.rows.push(
+        Row::new(
+            "consume 100 B: batch listener (8)",
+            median(&mut ours),
+            "msg/s",
+        )
+        .with_ratio("batch/raw", ratio),
+    );
     ratio
 }
 
@@ -576,7 +652,16 @@ async fn latency(broker: &Broker, options: &Options, report: &mut Report) {
         let topic = broker.topic("latency").await;
         let counter = Counter::new(count, true);
         let running = if listener {
-            Some(listener_start(broker, &topic, 1, Arc::clone(&counter), LATENCY_TUNING).await)
+            Some(
+                listener_start(
+                    broker,
+                    ("bench", &topic),
+                    1,
+                    Arc::clone(&counter),
+                    LATENCY_TUNING,
+                )
+                .await,
+            )
         } else {
             let bootstrap = broker.bootstrap().to_owned();
             let (topic, counter) = (topic.clone(), Arc::clone(&counter));
@@ -860,6 +945,10 @@ fn main() {
                 consume(&broker, &options, 1_000, &mut report).await;
             }
         }
+        let mut batch_ratio = f64::NAN;
+        if options.runs("batch") {
+            batch_ratio = batch(&broker, &options, &mut report).await;
+        }
         if options.runs("produce") {
             produce(&broker, &options, &mut report).await;
         }
@@ -878,6 +967,9 @@ fn main() {
         report.print();
         if let Some(path) = &options.json {
             report.write_json(path);
+        }
+        if options.runs("batch") {
+            println!("ratio batch/raw: {batch_ratio:.3}");
         }
         if options.runs("consume") {
             println!("ratio listener/raw: {ratio:.3}");
