@@ -3,8 +3,13 @@
 //! what was appended but not yet committed is delivered, and appended, again. The reliability
 //! tests run it as a child process and kill it with SIGKILL.
 //!
+//! With `LEDGER_BATCH=1` a batch listener does the same work: each batch of a partition's
+//! records goes to the ledger in one write, and is committed when the handler returns `Ok` —
+//! the shape of a sink that writes to a store in one call per batch.
+//!
 //! ```text
 //! LEDGER_FILE=ledger.txt LEDGER_TOPIC=orders cargo run --example ledger
+//! LEDGER_BATCH=1 LEDGER_FILE=ledger.txt LEDGER_TOPIC=orders cargo run --example ledger
 //! ```
 //!
 //! `LEDGER_TOPIC` / `LEDGER_GROUP` (or `ledger.topic` / `ledger.group` properties) name the topic
@@ -33,6 +38,7 @@ impl Ledger {
 }
 
 #[kafka_listener(
+    id = "ledger",
     topics = "${ledger.topic:ledger}",
     group = "${ledger.group:ledger}",
     ack_mode = "manual"
@@ -53,6 +59,28 @@ async fn record(
     Ok(())
 }
 
+#[kafka_listener(
+    id = "ledger-batch",
+    topics = "${ledger.topic:ledger}",
+    group = "${ledger.group:ledger}",
+    auto_startup = false
+)]
+async fn batch(
+    Batch(records): Batch<String>,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
+    let lines: String = records
+        .iter()
+        .map(|record| {
+            let key = record.key_str().unwrap_or("-");
+            let (partition, offset) = (record.metadata.partition, record.metadata.offset);
+            format!("{partition} {offset} {key} {}\n", record.payload)
+        })
+        .collect();
+    ledger.append(&lines)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let path = std::env::var("LEDGER_FILE").unwrap_or_else(|_| "ledger.txt".to_owned());
     let file = match OpenOptions::new().create(true).append(true).open(&path) {
@@ -62,5 +90,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    kafka_runtime::run_with(|app| app.with_state(Ledger(Arc::new(Mutex::new(file)))))
+    let batch = std::env::var_os("LEDGER_BATCH").is_some_and(|value| value == "1");
+    let listener = if batch { "ledger-batch" } else { "ledger" };
+    kafka_runtime::run_with(|app| {
+        app.with_state(Ledger(Arc::new(Mutex::new(file))))
+            .with_listeners([listener])
+    })
 }

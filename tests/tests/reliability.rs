@@ -68,6 +68,8 @@ fn ledger(path: &Path) -> Vec<(i32, i64, String, String)> {
 
 /// The ledger service, as a child process on the test's cluster.
 struct Service {
+    /// Whether the ledger's batch listener runs (`LEDGER_BATCH=1`).
+    batch: bool,
     dir: PathBuf,
     ledger: PathBuf,
     bootstrap: String,
@@ -76,7 +78,7 @@ struct Service {
 }
 
 impl Service {
-    fn new(cluster: &Cluster, topic: &str) -> Self {
+    fn new(cluster: &Cluster, topic: &str, batch: bool) -> Self {
         let dir = std::env::temp_dir().join(common::unique("ledger"));
         std::fs::create_dir_all(&dir).expect("work dir");
         // A killed member holds its partitions until its session times out: keep that short
@@ -88,6 +90,7 @@ impl Service {
         )
         .expect("config");
         Service {
+            batch,
             ledger: dir.join("ledger.txt"),
             dir,
             bootstrap: cluster.bootstrap().to_owned(),
@@ -108,6 +111,7 @@ impl Service {
             .env("LEDGER_TOPIC", &self.topic)
             .env("LEDGER_GROUP", &self.group)
             .env("LEDGER_FILE", ledger)
+            .env("LEDGER_BATCH", if self.batch { "1" } else { "0" })
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -134,6 +138,17 @@ fn signal(child: &Child, signal: &str) {
 
 #[test]
 fn kill_9_at_random_points_loses_nothing() {
+    kill_9_at_random_points(false);
+}
+
+#[test]
+fn kill_9_in_the_middle_of_batches_loses_nothing() {
+    kill_9_at_random_points(true);
+}
+
+/// Kills the ledger (its record or its batch listener) with SIGKILL in the middle of a backlog,
+/// again and again, then drains it: every record is in the ledger, and committed.
+fn kill_9_at_random_points(batch: bool) {
     let cluster = Cluster::start();
     let (records, rounds) = if soak() {
         (1_000_000, 50)
@@ -142,7 +157,7 @@ fn kill_9_at_random_points_loses_nothing() {
     };
     let topic = cluster.topic("ledger", PARTITIONS);
     produce(cluster.bootstrap(), &topic, 0..records);
-    let service = Service::new(&cluster, &topic);
+    let service = Service::new(&cluster, &topic, batch);
     let mut random = Random::new();
     // The service handles a few thousand records between reaching a target and the kill: small
     // steps keep every kill in the middle of the stream.
@@ -204,7 +219,7 @@ fn kill_9_at_random_points_loses_nothing() {
     let duplicates = lines.len() - seen.len();
     let max_duplicates = duplicates_per_round.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "kill -9: {rounds} rounds, {records} records, {} lost, {duplicates} duplicates \
+        "kill -9 (batch: {batch}): {rounds} rounds, {records} records, {} lost, {duplicates} duplicates \
          (at most {max_duplicates} uncommitted at a kill), {:.0?} in all; killed at {kills:?}",
         lost.len(),
         started.elapsed()
@@ -253,7 +268,7 @@ fn members_joining_and_leaving_under_load_lose_nothing_and_keep_key_order() {
     let cluster = Cluster::start();
     let records = if soak() { 300_000 } else { 30_000 };
     let topic = cluster.topic("rebalance", 6);
-    let service = Service::new(&cluster, &topic);
+    let service = Service::new(&cluster, &topic, false);
     let ledgers: Vec<PathBuf> = (0..3)
         .map(|n| service.dir.join(format!("ledger-{n}.txt")))
         .collect();
