@@ -114,15 +114,47 @@ async fn seed_events(
     Ok(())
 }
 
+#[kafka_listener(
+    id = "seed_batches",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn seed_batches(
+    Batch(events): Batch<UserEvent>,
+    ack: BatchAck,
+    State(seen): State<Recorder<Seen>>,
+) -> Result<(), HandlerError> {
+    for event in events {
+        seen.push(Seen {
+            key: event.key_str().unwrap_or_default().to_owned(),
+            user_id: event.payload.user_id,
+            correlation_id: event.headers.get_str("correlation_id").map(str::to_owned),
+        });
+    }
+    ack.acknowledge();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_python_producer_feeds_our_listener_which_commits() {
+    the_seeds_python_producer_feeds("seed_events").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_python_producer_feeds_our_batch_listener_which_commits() {
+    the_seeds_python_producer_feeds("seed_batches").await;
+}
+
+async fn the_seeds_python_producer_feeds(listener: &str) {
     let cluster = Cluster::start();
     let topic = cluster.topic("seed-to-rust", 1);
     let group = unique("seed-to-rust");
     let seen = Recorder::<Seen>::default();
     let app = cluster
         .application("")
-        .with_listeners(["seed_events"])
+        .with_listeners([listener])
         .with_property("topic", &topic)
         .with_property("group", &group)
         .with_state(seen.clone())
