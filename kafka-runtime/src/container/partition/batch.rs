@@ -203,8 +203,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             Outcome::Handled => {
                 self.drain_acks(None);
                 if !spec.ack_mode.is_manual() {
-                    for (_, delivery) in kept {
-                        self.acknowledge(*delivery);
+                    // One pass: the undecodable records among them are acknowledged already.
+                    let last = kept.last().map_or(head.offset, |(_, last)| last.offset);
+                    let count = self.tracker.ack_range(head.offset, last, head.epoch);
+                    if count > 0 {
+                        self.acknowledged(count);
                     }
                 }
                 return;
