@@ -5,7 +5,11 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
-const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`";
+const KEYS: &str =
+    "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`, `ordering`";
+
+/// The ordering modes, as the runtime's `Ordering` variants.
+const ORDERINGS: &[(&str, &str)] = &[("partition", "Partition"), ("key", "Key"), ("none", "None")];
 
 /// Spring's ack modes, as the runtime's `AckMode` variants.
 const ACK_MODES: &[(&str, &str)] = &[
@@ -30,6 +34,8 @@ pub(crate) struct ListenerArgs {
     /// Whether the handler takes a batch; by default, whether an argument is a `Batch<T>` or a
     /// `BatchAck`.
     pub(crate) batch: Option<LitBool>,
+    /// The `Ordering` variant name, spanned at the user's string.
+    pub(crate) ordering: Option<Ident>,
 }
 
 struct Arg {
@@ -57,6 +63,7 @@ impl Parse for ListenerArgs {
             ack_mode: None,
             auto_startup: None,
             batch: None,
+            ordering: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for Arg { key, value } in args {
@@ -73,7 +80,8 @@ impl Parse for ListenerArgs {
                 "group" => parsed.group = Some(non_empty(string(&value, "group")?)?),
                 "id" => parsed.id = Some(non_empty(string(&value, "id")?)?),
                 "concurrency" => parsed.concurrency = Some(concurrency(&value)?),
-                "ack_mode" => parsed.ack_mode = Some(ack_mode(&value)?),
+                "ack_mode" => parsed.ack_mode = Some(variant(&value, "ack_mode", ACK_MODES)?),
+                "ordering" => parsed.ordering = Some(variant(&value, "ordering", ORDERINGS)?),
                 "auto_startup" => parsed.auto_startup = Some(boolean(&value, "auto_startup")?),
                 "batch" => parsed.batch = Some(boolean(&value, "batch")?),
                 _ => {
@@ -162,19 +170,21 @@ fn concurrency(value: &Expr) -> syn::Result<LitInt> {
     }
 }
 
-fn ack_mode(value: &Expr) -> syn::Result<Ident> {
-    let text = string(value, "ack_mode")?;
+/// The variant of `choices` (`(name, variant)`) that `value` names.
+fn variant(value: &Expr, key: &str, choices: &[(&str, &str)]) -> syn::Result<Ident> {
+    let text = string(value, key)?;
     let wanted = text.value().to_ascii_lowercase().replace('-', "_");
-    ACK_MODES
+    choices
         .iter()
         .find(|(name, _)| *name == wanted)
         .map(|(_, variant)| Ident::new(variant, text.span()))
         .ok_or_else(|| {
-            let names: Vec<&str> = ACK_MODES.iter().map(|(name, _)| *name).collect();
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            let what = key.replace('_', " ");
             syn::Error::new(
                 text.span(),
                 format!(
-                    "unknown ack mode `{}`; expected one of {}",
+                    "unknown {what} `{}`; expected one of {}",
                     text.value(),
                     names.join(", ")
                 ),

@@ -128,6 +128,11 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
             .as_ref()
             .map(|variant| quote!(::kafka_runtime::__private::AckMode::#variant)),
     );
+    let ordering = option(
+        args.ordering
+            .as_ref()
+            .map(|variant| quote!(::kafka_runtime::Ordering::#variant)),
+    );
     let auto_startup = match &args.auto_startup {
         Some(value) => quote!(#value),
         None => quote!(true),
@@ -167,6 +172,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                 #group,
                 #concurrency,
                 #ack_mode,
+                #ordering,
                 #auto_startup,
                 false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
                 ::kafka_runtime::__private::Invoker::#invoker(#invoke),

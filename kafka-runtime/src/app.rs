@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, ListenerType};
+use crate::config::{Config, ListenerType, Ordering};
 use crate::container::{
     DeadLetterPublisher, ErrorPolicy, ListenerContainer, ListenerSpec, RetryTopics,
 };
@@ -336,6 +336,20 @@ fn resolve(
         || settings.retry.topic.clone(),
         |own| own.retry_topic.or(&settings.retry.topic),
     ));
+    let ordering = own
+        .and_then(|own| own.ordering)
+        .or(registration.ordering)
+        .unwrap_or(settings.listener.ordering);
+    if batch && ordering != Ordering::Partition {
+        return Err(listener_error(format!(
+            "ordering `{ordering:?}` is for record listeners; a batch holds one partition's \
+             records in order"
+        )));
+    }
+    let max_parallel = own
+        .and_then(|own| own.max_parallel)
+        .unwrap_or(settings.listener.max_parallel)
+        .max(1);
     if batch && retry_topics.is_some() {
         return Err(listener_error(
             "retry topics are for record listeners (as in Spring); a batch listener retries in \
@@ -368,6 +382,8 @@ fn resolve(
             settings.consumer.value_deserializer,
         ),
         max_in_flight: usize::try_from(settings.listener.max_in_flight).unwrap_or(usize::MAX),
+        ordering,
+        max_parallel: usize::try_from(max_parallel).unwrap_or(usize::MAX),
         max_poll_records: settings.consumer.max_poll_records,
         ack_count: settings.listener.ack_count,
         ack_time: settings.listener.ack_time,

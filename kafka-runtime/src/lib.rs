@@ -62,7 +62,7 @@ pub use ack::Ack;
 pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication, ShutdownReport};
 pub use batch::{Batch, BatchAck, BatchRecord};
 pub use cli::{run, run_with};
-pub use config::{AckMode, Config, ConfigError};
+pub use config::{AckMode, Config, ConfigError, Ordering};
 pub use context::AppContext;
 pub use embedded::EmbeddedKafka;
 pub use error::Error;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::batch::BatchContext;
-use crate::config::AckMode;
+use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
 use crate::extract::{RecordContext, Rejection};
 
@@ -43,6 +43,7 @@ pub struct ListenerRegistration {
     pub(crate) group: Option<&'static str>,
     pub(crate) concurrency: Option<u32>,
     pub(crate) ack_mode: Option<AckMode>,
+    pub(crate) ordering: Option<Ordering>,
     pub(crate) auto_startup: bool,
     pub(crate) takes_ack: bool,
     pub(crate) invoke: Invoker,
@@ -59,6 +60,7 @@ impl ListenerRegistration {
         group: Option<&'static str>,
         concurrency: Option<u32>,
         ack_mode: Option<AckMode>,
+        ordering: Option<Ordering>,
         auto_startup: bool,
         takes_ack: bool,
         invoke: Invoker,
@@ -71,6 +73,7 @@ impl ListenerRegistration {
             group,
             concurrency,
             ack_mode,
+            ordering,
             auto_startup,
             takes_ack,
             invoke,

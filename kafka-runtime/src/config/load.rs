@@ -90,6 +90,8 @@ const ENV_KEYS: &[&str] = &[
     "listener.correlation-header",
     "listener.record-span",
     "listener.type",
+    "listener.ordering",
+    "listener.max-parallel",
     "retry.topic.enabled",
     "retry.topic.attempts",
     "retry.topic.delay",

@@ -35,7 +35,7 @@ pub(crate) use load::env_var_name;
 pub use load::{ConfigError, Layers};
 pub use values::{
     AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, ListenerType, LogFormat,
-    OffsetReset, PropertyMap, PropertyValue, RecovererKind, SpanLevel,
+    OffsetReset, Ordering, PropertyMap, PropertyValue, RecovererKind, SpanLevel,
 };
 
 use std::collections::BTreeMap;
@@ -175,6 +175,12 @@ pub struct ListenerOverrides {
     /// Overrides of `retry.topic.*`, key by key.
     #[serde(default)]
     pub retry_topic: RetryTopicSettings,
+    /// Overrides `listener.ordering` (and the attribute's `ordering`).
+    #[serde(default)]
+    pub ordering: Option<Ordering>,
+    /// Overrides `listener.max-parallel`.
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
 }
 
 /// `[kafka.listener.error-handler]`: retries of failing records and what happens after the last
@@ -392,6 +398,15 @@ pub struct ListenerSettings {
     /// single record a startup error.
     #[serde(default, rename = "type")]
     pub kind: ListenerType,
+    /// `ordering`: `partition` (default: one record of a partition at a time), `key` (records
+    /// of one key in order, different keys at the same time) or `none`. Not a Spring key: the
+    /// ordering modes of Confluent's Parallel Consumer.
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// `max-parallel`: with `ordering` `key` or `none`, how many handlers of one partition may
+    /// run at the same time (default 16).
+    #[serde(default = "ListenerSettings::default_max_parallel")]
+    pub max_parallel: u32,
     /// `error-handler.*`: retries and recovery of failing records.
     #[serde(default)]
     pub error_handler: ErrorHandlerSettings,
@@ -419,6 +434,9 @@ impl ListenerSettings {
     fn default_revoke_timeout() -> Duration {
         Duration::from_secs(30)
     }
+    fn default_max_parallel() -> u32 {
+        16
+    }
     fn default_correlation_header() -> String {
         "correlation_id".to_owned()
     }
@@ -438,6 +456,8 @@ impl Default for ListenerSettings {
             correlation_header: Self::default_correlation_header(),
             record_span: SpanLevel::default(),
             kind: ListenerType::default(),
+            ordering: Ordering::default(),
+            max_parallel: Self::default_max_parallel(),
             error_handler: ErrorHandlerSettings::default(),
         }
     }

@@ -318,6 +318,36 @@ impl FromStr for RecovererKind {
 }
 deserialize_from_str!(RecovererKind);
 
+/// `listener.ordering`: which records of a partition may be handled at the same time
+/// (Confluent Parallel Consumer's ordering modes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ordering {
+    /// `partition` (default): one record of a partition at a time, in offset order.
+    #[default]
+    Partition,
+    /// `key`: records with the same key in offset order, different keys of one partition at
+    /// the same time (up to `listener.max-parallel`). A null key is a key of its own.
+    Key,
+    /// `none`: any records at the same time, up to `listener.max-parallel`.
+    None,
+}
+
+impl FromStr for Ordering {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match relaxed(text).as_str() {
+            "partition" => Ok(Ordering::Partition),
+            "key" => Ok(Ordering::Key),
+            "none" | "unordered" => Ok(Ordering::None),
+            _ => Err(format!(
+                "unknown ordering `{text}`, expected partition, key or none"
+            )),
+        }
+    }
+}
+deserialize_from_str!(Ordering);
+
 /// `listener.type`: whether listeners take one record or a batch (Spring Boot's key).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -62,10 +62,23 @@ pub(crate) async fn deliver(
     spec: &ListenerSpec,
     invoke: fn(&mut RecordContext<'_>) -> Invocation,
     app: &AppContext,
-    (record, ack): (RecordView<'_>, Option<Ack>),
+    record: (RecordView<'_>, Option<Ack>),
     attempt: Attempt,
     metrics: &RecordMetrics,
 ) -> Delivered {
+    let prepared = prepare(spec, invoke, app, record, attempt);
+    run(prepared, attempt, metrics).await
+}
+
+/// Builds the arguments of `invoke` (the handler of `spec`) from `record`: the call, ready to
+/// run (it borrows nothing: the record may be read again, or go, meanwhile).
+pub(crate) fn prepare(
+    spec: &ListenerSpec,
+    invoke: fn(&mut RecordContext<'_>) -> Invocation,
+    app: &AppContext,
+    (record, ack): (RecordView<'_>, Option<Ack>),
+    attempt: Attempt,
+) -> Prepared {
     let span = record_span(spec, &record, attempt.number);
     let handling = Handling::new(
         spec.id,
@@ -81,13 +94,12 @@ pub(crate) async fn deliver(
         // Extractors are user code too: a panic there is a failed delivery, not a dead task.
         std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)))
     };
-    let prepared = Prepared {
+    Prepared {
         invocation,
         handling,
         span,
         records: 1,
-    };
-    run(prepared, attempt, metrics).await
+    }
 }
 
 /// Builds the arguments of `invoke` (the handler of a batch listener) from `records`, a
@@ -132,29 +144,35 @@ pub(crate) fn prepare_batch(
 /// Awaits the handler's future of a prepared call under `catch_unwind`, inside its handling
 /// and span; counts its records and measures the call.
 pub(crate) async fn run(
+    prepared: Prepared,
+    attempt: Attempt,
+    metrics: &RecordMetrics,
+) -> Delivered {
+    let records = prepared.records;
+    let (outcome, settled) = execute(prepared).await;
+    let ended = Instant::now();
+    account(metrics, &outcome, (records, attempt), ended);
+    Delivered {
+        outcome,
+        settled,
+        ended,
+    }
+}
+
+/// The handler's future of a prepared call, awaited under `catch_unwind` inside its handling
+/// and span: its outcome, and the acknowledgment it gave in its own task.
+pub(crate) async fn execute(
     Prepared {
         invocation,
         handling,
         span,
-        records,
-    }: Prepared,
-    Attempt {
-        number: attempt,
-        started,
         ..
-    }: Attempt,
-    metrics: &RecordMetrics,
-) -> Delivered {
-    let records = u64::try_from(records).unwrap_or(u64::MAX);
-    metrics.received.increment(records);
-    if attempt > 1 {
-        metrics.retried.increment(records);
-    }
-    let mut settled = None;
-    let outcome = match invocation {
-        Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
+    }: Prepared,
+) -> (Outcome, Option<AckEvent>) {
+    match invocation {
+        Err(panic) => (Outcome::Failed(HandlerError::panic(panic.as_ref())), None),
         Ok(Invocation::Rejected(rejection)) => {
-            Outcome::Rejected(HandlerError::rejected(&rejection))
+            (Outcome::Rejected(HandlerError::rejected(&rejection)), None)
         }
         Ok(Invocation::Run(future)) => {
             let mut scoped = std::pin::pin!(handling::scope(
@@ -162,26 +180,37 @@ pub(crate) async fn run(
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
             ));
             let result = scoped.as_mut().await;
-            settled = scoped.take_value().and_then(|handling| handling.settled());
-            match result {
+            let settled = scoped.take_value().and_then(|handling| handling.settled());
+            let outcome = match result {
                 Ok(Ok(())) => Outcome::Handled,
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
-            }
+            };
+            (outcome, settled)
         }
-    };
-    let ended = Instant::now();
-    metrics
-        .handler_seconds
-        .record(ended.saturating_duration_since(started).as_secs_f64());
+    }
+}
+
+/// Counts a call of `records` records that ended at `ended` with `outcome`, and measures it.
+pub(crate) fn account(
+    metrics: &RecordMetrics,
+    outcome: &Outcome,
+    (records, attempt): (usize, Attempt),
+    ended: Instant,
+) {
+    let records = u64::try_from(records).unwrap_or(u64::MAX);
+    metrics.received.increment(records);
+    if attempt.number > 1 {
+        metrics.retried.increment(records);
+    }
+    metrics.handler_seconds.record(
+        ended
+            .saturating_duration_since(attempt.started)
+            .as_secs_f64(),
+    );
     match outcome {
         Outcome::Handled => metrics.handled.increment(records),
         _ => metrics.failed.increment(records),
-    }
-    Delivered {
-        outcome,
-        settled,
-        ended,
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
 
-use crate::config::{client, AckMode, Format, KafkaSettings};
+use crate::config::{client, AckMode, Format, KafkaSettings, Ordering};
 use crate::context::AppContext;
 use crate::error::Error;
 use crate::listener::Invoker;
@@ -44,6 +44,10 @@ pub(crate) struct ListenerSpec {
     /// (key, value) formats.
     pub(crate) formats: (Format, Format),
     pub(crate) max_in_flight: usize,
+    /// Which records of a partition may be handled at the same time.
+    pub(crate) ordering: Ordering,
+    /// With `ordering` `key` or `none`: handlers of one partition at the same time.
+    pub(crate) max_parallel: usize,
     pub(crate) max_poll_records: u32,
     pub(crate) ack_count: u32,
     pub(crate) ack_time: Duration,

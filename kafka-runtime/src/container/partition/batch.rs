@@ -20,7 +20,7 @@ use rdkafka::consumer::stream_consumer::MessageStream;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::BorrowedMessage;
 
-use super::{Failure, PartitionTask, RECOVERY_RETRY_MIN};
+use super::{Failure, PartitionTask};
 use crate::batch::{BatchAck, BatchContext};
 use crate::container::delivery::{self, Attempt, Delivered, Outcome};
 use crate::container::error_handler;
@@ -165,17 +165,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 true
             }
             Err(failed) => {
-                self.metrics.recovery_failures.increment(1);
+                // The handler is not called: the whole batch is read again after the wait.
                 self.batch_recovery_failures = self.batch_recovery_failures.saturating_add(1);
-                let delay = RECOVERY_RETRY_MIN
-                    .saturating_mul(1 << (self.batch_recovery_failures - 1).min(16))
-                    .min(spec.errors.max_interval().max(RECOVERY_RETRY_MIN));
-                tracing::error!(
-                    listener = spec.id, record = %record.coordinates(), topic = %failed.topic,
-                    error = %failed.error, ?delay,
-                    "publication of an undecodable record failed; its batch is read again later"
-                );
-                self.setup.progress.recovery_failing(true);
+                let failures = self.batch_recovery_failures;
+                let delay = self.publication_failed(record.coordinates(), &failed, failures);
                 let head = self.tracker.first_pending().unwrap_or(delivery.offset);
                 self.rewind(head, delay);
                 false

@@ -10,8 +10,9 @@
 //! paused then, and the other partitions flow).
 
 mod batch;
+mod parallel;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use super::error_handler;
 use super::tracker::{Delivery, OffsetTracker};
 use super::ListenerSpec;
 use crate::ack::Ack;
-use crate::config::AckMode;
+use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::handling::{AckEvent, AckKind, DeliveredBy};
@@ -108,7 +109,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let metrics = RecordMetrics::new(setup.spec.id, &setup.topic);
         PartitionTask {
             setup,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tracker: OffsetTracker::default(),
             acks,
             ack_sender,
@@ -131,6 +132,26 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         stopped: std::sync::mpsc::Sender<Stopped>,
     ) {
         let mut stream = queue.stream();
+        if let (Invoker::Record(invoke), Ordering::Key | Ordering::None) =
+            (self.setup.spec.invoke, self.setup.spec.ordering)
+        {
+            self.run_parallel(invoke, &mut stream, &mut stop).await;
+        } else {
+            self.run_in_order(&mut stream, &mut stop).await;
+        }
+        self.drain_acks(None);
+        let _ = stopped.send(Stopped {
+            owner: self.setup.owner,
+            committable: self.tracker.committable(),
+        });
+    }
+
+    /// One record of the partition at a time, in offset order, until `stop` turns true.
+    async fn run_in_order<'q>(
+        &mut self,
+        stream: &mut MessageStream<'q, C>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
         while !*stop.borrow() {
             let hold = self.hold.as_ref().map(|hold| hold.until);
             let reading =
@@ -149,10 +170,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     let first = self.accept(message);
                     match self.setup.spec.invoke {
                         Invoker::Record(invoke) => {
-                            self.read_batch(invoke, first, &mut stream, &stop).await;
+                            self.read_batch(invoke, first, stream, stop).await;
                         }
                         Invoker::Batch(invoke) => {
-                            self.handle_batch(invoke, first, &mut stream).await;
+                            self.handle_batch(invoke, first, stream).await;
                         }
                     }
                 }
@@ -161,11 +182,6 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 }
             }
         }
-        self.drain_acks(None);
-        let _ = stopped.send(Stopped {
-            owner: self.setup.owner,
-            committable: self.tracker.committable(),
-        });
     }
 
     /// Handles `first` and the records that are ready after it, up to `max-poll-records`, then
@@ -397,17 +413,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.acknowledge(delivery);
             }
             Err(failed) => {
-                self.metrics.recovery_failures.increment(1);
                 let failures = recovery_failures.saturating_add(1);
-                let delay = RECOVERY_RETRY_MIN
-                    .saturating_mul(1 << (failures - 1).min(16))
-                    .min(spec.errors.max_interval().max(RECOVERY_RETRY_MIN));
-                tracing::error!(
-                    listener = spec.id, record = %record.coordinates(), topic = %failed.topic,
-                    error = %failed.error, failures, ?delay,
-                    "publication failed; the record stays uncommitted and will be tried again"
-                );
-                self.setup.progress.recovery_failing(true);
+                let coordinates = Coordinates(&record.topic, record.partition, record.offset);
+                let delay = self.publication_failed(coordinates, &failed, failures);
                 self.failure = Some(Failure {
                     offset: delivery.offset,
                     attempts,
@@ -417,6 +425,28 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.rewind(delivery.offset, delay);
             }
         }
+    }
+
+    /// A recoverer's publication of `record` failed, the `failures`th time in a row: counted,
+    /// logged and shown in health; gives the wait before the next try (growing up to the error
+    /// handler's longest interval).
+    fn publication_failed(
+        &self,
+        record: Coordinates<'_>,
+        failed: &error_handler::PublishFailed,
+        failures: u32,
+    ) -> Duration {
+        let spec = &self.setup.spec;
+        self.metrics.recovery_failures.increment(1);
+        let delay = RECOVERY_RETRY_MIN
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(spec.errors.max_interval().max(RECOVERY_RETRY_MIN));
+        tracing::error!(
+            listener = spec.id, %record, topic = %failed.topic, error = %failed.error, failures,
+            ?delay, "publication failed; the record stays uncommitted and will be tried again"
+        );
+        self.setup.progress.recovery_failing(true);
+        delay
     }
 
     /// Applies the acknowledgments queued so far; `ignoring` a nack of that delivery.

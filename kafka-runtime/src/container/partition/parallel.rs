@@ -1,0 +1,468 @@
+//! A partition task whose records may be handled at the same time (`ordering` `key` or
+//! `none`, the ordering modes of Confluent's Parallel Consumer): up to `max-parallel` handlers
+//! of the partition run at once, records of one key (with `key`) one after another in offset
+//! order.
+//!
+//! Records wait in lanes, one per key (one per record with `none`), still in librdkafka's
+//! buffer. The head of a lane is handled when the lane is free and a handler slot is; a lane
+//! stays busy while its head is retried or recovered, so a failing record holds back its own key
+//! only. Retries wait in place (no seek: the other keys' records stay where they are). Commits
+//! stay gap-aware: the tracker acknowledges in any order and commits the acknowledged prefix;
+//! `max-in-flight` bounds what is read ahead.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use rdkafka::consumer::stream_consumer::MessageStream;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio::sync::watch;
+
+use super::PartitionTask;
+use crate::ack::Ack;
+use crate::config::Ordering;
+use crate::container::delivery::{self, Attempt, Outcome};
+use crate::container::error_handler;
+use crate::container::tracker::Delivery;
+use crate::extract::RecordContext;
+use crate::handling::{AckEvent, AckKind, DeliveredBy};
+use crate::listener::{HandlerError, Invocation};
+use crate::record::{ConsumerRecord, Coordinates, RecordView};
+
+/// What a lane's head is waiting for, besides a handler slot.
+enum Head {
+    /// Its next delivery; `attempts` failed so far.
+    Deliver { attempts: u32 },
+    /// The recoverer, which failed `failures` times in a row.
+    Recover {
+        error: HandlerError,
+        attempts: u32,
+        failures: u32,
+    },
+    /// Its handler returned without acknowledging it (manual ack modes, the token kept): its
+    /// key waits for the acknowledgment.
+    AwaitingAck { attempts: u32 },
+}
+
+/// The records of one key, in offset order; the first is the one being handled.
+struct Lane<'q> {
+    records: VecDeque<(BorrowedMessage<'q>, Delivery)>,
+    head: Head,
+    /// A handler of its head runs, or its head waits for a due time.
+    busy: bool,
+    /// In the ready queue.
+    ready: bool,
+}
+
+/// What finished: a handler, or a wait.
+enum Done {
+    Handled {
+        lane: u64,
+        outcome: Outcome,
+        settled: Option<AckEvent>,
+        attempt: Attempt,
+    },
+    Due {
+        lane: u64,
+    },
+}
+
+type Running = FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>;
+
+/// The lanes of a partition task and what runs for them.
+struct Lanes<'q> {
+    lanes: HashMap<u64, Lane<'q>>,
+    /// Lanes whose head waits for a handler slot, oldest first.
+    ready: VecDeque<u64>,
+    running: Running,
+    /// Handlers running (waits are not).
+    handlers: usize,
+}
+
+impl<C: ConsumerContext + 'static> PartitionTask<C> {
+    /// Runs the partition in parallel until `stop` turns true; then lets the running handlers
+    /// finish and settles them (waits for due times are abandoned: their records stay
+    /// uncommitted).
+    pub(super) async fn run_parallel<'q>(
+        &mut self,
+        invoke: fn(&mut RecordContext<'_>) -> Invocation,
+        stream: &mut MessageStream<'q, C>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let spec = Arc::clone(&self.setup.spec);
+        let mut lanes = Lanes {
+            lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            running: FuturesUnordered::new(),
+            handlers: 0,
+        };
+        loop {
+            let stopping = *stop.borrow();
+            if stopping && lanes.handlers == 0 {
+                break;
+            }
+            let reading = !stopping && self.tracker.in_flight() < spec.max_in_flight;
+            tokio::select! {
+                biased;
+                changed = stop.changed(), if !stopping => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                Some(event) = self.acks.recv() => self.on_parallel_ack(event, &mut lanes),
+                Some(done) = lanes.running.next(), if !lanes.running.is_empty() => {
+                    self.on_done(done, &mut lanes).await;
+                }
+                Some(message) = stream.next(), if reading => {
+                    if let Some((message, delivery)) = self.accept(message) {
+                        let lane = lane_of(spec.ordering, &message);
+                        let entry = lanes.lanes.entry(lane).or_insert_with(|| Lane {
+                            records: VecDeque::new(),
+                            head: Head::Deliver { attempts: 0 },
+                            busy: false,
+                            ready: false,
+                        });
+                        entry.records.push_back((message, delivery));
+                        lanes.schedule(lane);
+                    }
+                }
+            }
+            if !*stop.borrow() {
+                self.start_ready(invoke, &mut lanes).await;
+            }
+            self.offer(true);
+        }
+    }
+
+    /// Starts the heads of ready lanes while handler slots are free.
+    async fn start_ready(
+        &mut self,
+        invoke: fn(&mut RecordContext<'_>) -> Invocation,
+        lanes: &mut Lanes<'_>,
+    ) {
+        let spec = Arc::clone(&self.setup.spec);
+        while lanes.handlers < spec.max_parallel {
+            let Some(id) = lanes.ready.pop_front() else {
+                return;
+            };
+            let Some(lane) = lanes.lanes.get_mut(&id) else {
+                continue;
+            };
+            lane.ready = false;
+            let Some((message, delivery)) = lane.records.front() else {
+                continue;
+            };
+            let delivery = *delivery;
+            let topic = Arc::clone(&self.setup.topic);
+            let record = RecordView::of_message(message, &topic);
+            lane.busy = true;
+            match std::mem::replace(&mut lane.head, Head::Deliver { attempts: 0 }) {
+                Head::Recover {
+                    error,
+                    attempts,
+                    failures,
+                } => {
+                    let owned = record.to_record();
+                    self.recover_head(id, (&owned, delivery), (error, attempts, failures), lanes)
+                        .await;
+                }
+                Head::Deliver { attempts } | Head::AwaitingAck { attempts } => {
+                    lane.head = Head::Deliver { attempts };
+                    let started = Instant::now();
+                    self.setup.progress.handling(delivery.offset, started);
+                    let attempt = Attempt {
+                        number: attempts + 1,
+                        started,
+                        delivered_by: DeliveredBy {
+                            task: self.id,
+                            epoch: delivery.epoch,
+                        },
+                    };
+                    let ack = spec.ack_mode.is_manual().then(|| {
+                        let coordinates = (delivery.offset, delivery.epoch);
+                        let (topic, partition) =
+                            (Arc::clone(&self.setup.topic), self.setup.partition);
+                        Ack::new(
+                            (self.ack_sender.clone(), self.id),
+                            topic,
+                            partition,
+                            coordinates,
+                        )
+                    });
+                    let app = &self.setup.app;
+                    let prepared = delivery::prepare(&spec, invoke, app, (record, ack), attempt);
+                    lanes.handlers += 1;
+                    lanes.running.push(Box::pin(async move {
+                        let (outcome, settled) = delivery::execute(prepared).await;
+                        Done::Handled {
+                            lane: id,
+                            outcome,
+                            settled,
+                            attempt,
+                        }
+                    }));
+                }
+            }
+        }
+    }
+
+    /// A handler finished, or a wait is over.
+    async fn on_done(&mut self, done: Done, lanes: &mut Lanes<'_>) {
+        let (id, outcome, settled, attempt) = match done {
+            Done::Due { lane } => {
+                if let Some(waiting) = lanes.lanes.get_mut(&lane) {
+                    waiting.busy = false;
+                }
+                lanes.schedule(lane);
+                return;
+            }
+            Done::Handled {
+                lane,
+                outcome,
+                settled,
+                attempt,
+            } => (lane, outcome, settled, attempt),
+        };
+        lanes.handlers -= 1;
+        let ended = Instant::now();
+        delivery::account(&self.metrics, &outcome, (1, attempt), ended);
+        let Some(delivery) = lanes.head(id) else {
+            return;
+        };
+        let spec = Arc::clone(&self.setup.spec);
+        let manual = spec.ack_mode.is_manual();
+        let pending = self.tracker.is_pending(delivery);
+        let error = match outcome {
+            Outcome::Handled => {
+                match settled.map(|event| event.kind) {
+                    Some(AckKind::Nack(delay)) if pending => {
+                        let attempts = attempt.number;
+                        lanes.set_head(id, Head::Deliver { attempts });
+                        lanes.wait(id, delay);
+                    }
+                    Some(_) => {
+                        self.acknowledge(delivery);
+                        lanes.advance(id);
+                    }
+                    None if !manual => {
+                        self.acknowledge(delivery);
+                        lanes.advance(id);
+                    }
+                    None if !pending => lanes.advance(id),
+                    None => {
+                        let attempts = attempt.number;
+                        lanes.set_head(id, Head::AwaitingAck { attempts });
+                    }
+                }
+                self.progressed(ended);
+                return;
+            }
+            Outcome::Rejected(error) => {
+                lanes.recover_next(id, error, attempt.number);
+                lanes.schedule_now(id);
+                return;
+            }
+            Outcome::Failed(error) => error,
+        };
+        // A failed handler usually drops its Ack on the way out: the failure decides.
+        if !pending {
+            tracing::error!(
+                listener = spec.id, offset = delivery.offset, %error,
+                "handler failed after acknowledging the record; it stays acknowledged"
+            );
+            lanes.advance(id);
+            return;
+        }
+        if error.is_retryable() && attempt.number < spec.errors.max_attempts {
+            let delay = spec.errors.delay(attempt.number);
+            tracing::warn!(
+                listener = spec.id, topic = %self.setup.topic, partition = self.setup.partition,
+                offset = delivery.offset, attempt = attempt.number, ?delay, %error,
+                "handler failed; the record will be delivered again (its key waits)"
+            );
+            lanes.set_head(
+                id,
+                Head::Deliver {
+                    attempts: attempt.number,
+                },
+            );
+            lanes.wait(id, delay);
+        } else {
+            lanes.recover_next(id, error, attempt.number);
+            lanes.schedule_now(id);
+        }
+        self.progressed(ended);
+    }
+
+    /// Hands a lane's head to the recoverer: acknowledged once recovered, else tried again after
+    /// a growing back-off, its key waiting.
+    async fn recover_head(
+        &mut self,
+        id: u64,
+        (record, delivery): (&ConsumerRecord, Delivery),
+        (error, attempts, failures): (HandlerError, u32, u32),
+        lanes: &mut Lanes<'_>,
+    ) {
+        let spec = Arc::clone(&self.setup.spec);
+        match error_handler::recover(&spec, record, &error, attempts, &self.metrics).await {
+            Ok(()) => {
+                self.setup.progress.recovery_failing(false);
+                self.acknowledge(delivery);
+                lanes.advance(id);
+            }
+            Err(failed) => {
+                let failures = failures.saturating_add(1);
+                let coordinates = Coordinates(&record.topic, record.partition, record.offset);
+                let delay = self.publication_failed(coordinates, &failed, failures);
+                lanes.set_head(
+                    id,
+                    Head::Recover {
+                        error,
+                        attempts,
+                        failures,
+                    },
+                );
+                lanes.wait(id, delay);
+            }
+        }
+    }
+
+    /// An acknowledgment from outside its handler's own task: an ack settles its record (and
+    /// frees its key if the key waited for it); a nack of a record whose key waits for it
+    /// delivers it again after its delay.
+    fn on_parallel_ack(&mut self, event: AckEvent, lanes: &mut Lanes<'_>) {
+        let delivery = Delivery {
+            offset: event.offset,
+            epoch: event.epoch,
+        };
+        let awaiting = lanes.awaiting(delivery);
+        match event.kind {
+            AckKind::Ack => {
+                self.acknowledge(delivery);
+                if let Some((id, _)) = awaiting {
+                    lanes.advance(id);
+                }
+            }
+            AckKind::AckFrom(first) => {
+                let count = self.tracker.ack_range(first, event.offset, event.epoch);
+                if count > 0 {
+                    self.acknowledged(count);
+                }
+            }
+            AckKind::Nack(delay) => {
+                if let Some((id, attempts)) = awaiting.filter(|_| self.tracker.is_pending(delivery))
+                {
+                    lanes.set_head(id, Head::Deliver { attempts });
+                    lanes.wait(id, delay);
+                }
+            }
+        }
+    }
+
+    fn progressed(&self, at: Instant) {
+        let busy = self.tracker.in_flight() > 0;
+        self.setup.progress.progressed(busy, at);
+    }
+}
+
+impl<'q> Lanes<'q> {
+    /// Queues `id` for a handler slot if its head may start.
+    fn schedule(&mut self, id: u64) {
+        if let Some(lane) = self.lanes.get_mut(&id) {
+            if !lane.busy && !lane.ready && !lane.records.is_empty() {
+                lane.ready = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// Frees `id` and queues it at once (its head goes to the recoverer next).
+    fn schedule_now(&mut self, id: u64) {
+        if let Some(lane) = self.lanes.get_mut(&id) {
+            lane.busy = false;
+        }
+        self.schedule(id);
+    }
+
+    /// The delivery heading lane `id`.
+    fn head(&self, id: u64) -> Option<Delivery> {
+        self.lanes
+            .get(&id)
+            .and_then(|lane| lane.records.front())
+            .map(|(_, delivery)| *delivery)
+    }
+
+    fn set_head(&mut self, id: u64, head: Head) {
+        if let Some(lane) = self.lanes.get_mut(&id) {
+            lane.head = head;
+        }
+    }
+
+    fn recover_next(&mut self, id: u64, error: HandlerError, attempts: u32) {
+        self.set_head(
+            id,
+            Head::Recover {
+                error,
+                attempts,
+                failures: 0,
+            },
+        );
+    }
+
+    /// The lane headed by `delivery` when it waits for its acknowledgment, and the record's
+    /// failed deliveries so far.
+    fn awaiting(&self, delivery: Delivery) -> Option<(u64, u32)> {
+        self.lanes.iter().find_map(|(id, lane)| {
+            let heads = lane.records.front().map(|(_, d)| *d) == Some(delivery);
+            match lane.head {
+                Head::AwaitingAck { attempts } if heads => Some((*id, attempts)),
+                _ => None,
+            }
+        })
+    }
+
+    /// Lane `id`'s head is settled: the next record of its key may start.
+    fn advance(&mut self, id: u64) {
+        let Some(lane) = self.lanes.get_mut(&id) else {
+            return;
+        };
+        lane.records.pop_front();
+        lane.head = Head::Deliver { attempts: 0 };
+        lane.busy = false;
+        if lane.records.is_empty() {
+            self.lanes.remove(&id);
+        } else {
+            self.schedule(id);
+        }
+    }
+
+    /// Lane `id` waits `delay` (busy meanwhile), then is queued again.
+    fn wait(&mut self, id: u64, delay: Duration) {
+        if let Some(lane) = self.lanes.get_mut(&id) {
+            lane.busy = true;
+        }
+        self.running.push(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Done::Due { lane: id }
+        }));
+    }
+}
+
+/// The lane of a record: its key's (a null key is a key of its own), or its own with
+/// `ordering = "none"`. Keys are told apart by a hash: two keys that collide share a lane, which
+/// costs parallelism, never order.
+fn lane_of(ordering: Ordering, message: &BorrowedMessage<'_>) -> u64 {
+    if ordering == Ordering::None {
+        return u64::try_from(message.offset()).unwrap_or_default();
+    }
+    let mut hasher = DefaultHasher::new();
+    message.key().hash(&mut hasher);
+    hasher.finish()
+}
