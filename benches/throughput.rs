@@ -6,12 +6,14 @@
 //! cargo bench --bench throughput -- --quick       # scenarios 1 and 2, ends with `ratio listener/raw: <x>`
 //! cargo bench --bench throughput -- --quick --default-logging   # the same under run()'s logging
 //! cargo bench --bench throughput -- --only batch  # a batch listener, ends with `ratio batch/raw: <x>`
+//! cargo bench --bench throughput -- --only parallel  # ordering = key, ends with `ratio key/partition: <x>`
 //! KAFKA_BOOTSTRAP_SERVERS=host:port cargo bench --bench throughput   # a real broker
 //! ```
 //!
 //! Run by `cargo test` (as CI does, through `--all-targets`) it makes a smoke run with a tiny
 //! count. Options: `--count N` (records per consume scenario), `--rounds N` (interleaved rounds),
-//! `--only a,b` (scenarios: consume, batch, produce, latency, scaling, memory, python), `--json FILE`
+//! `--only a,b` (scenarios: consume, batch, parallel, produce, latency, scaling, memory, python),
+//! `--json FILE`
 //! (results for `benches/chart.py`).
 
 mod alloc;
@@ -101,17 +103,21 @@ impl Broker {
     }
 
     async fn topic(&self, prefix: &str) -> String {
+        self.topic_of(prefix, PARTITIONS).await
+    }
+
+    async fn topic_of(&self, prefix: &str, partitions: i32) -> String {
         let name = format!("{prefix}-{}", unique());
         match self {
             Broker::Embedded(embedded) => embedded
-                .create_topic(&name, PARTITIONS)
+                .create_topic(&name, partitions)
                 .expect("topic is created"),
             Broker::External(servers) => {
                 let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
                     .set("bootstrap.servers", servers)
                     .create()
                     .expect("admin client");
-                let topic = NewTopic::new(&name, PARTITIONS, TopicReplication::Fixed(1));
+                let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
                 let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
                 let results = admin
                     .create_topics([&topic], &options)
@@ -130,10 +136,15 @@ impl Broker {
     /// How many records of `size` bytes a scenario may use: the mock cluster keeps at most 5 MB
     /// (and 100,000 records) per partition and drops the oldest beyond that.
     fn capacity(&self, wanted: usize, size: usize) -> usize {
+        self.capacity_of(wanted, size, PARTITIONS)
+    }
+
+    /// How many of `wanted` records of `size` bytes a topic of `partitions` partitions keeps.
+    fn capacity_of(&self, wanted: usize, size: usize, partitions: i32) -> usize {
         match self {
             Broker::Embedded(_) => {
                 let per_partition = (4 * 1024 * 1024) / (size + 120);
-                let fits = per_partition.min(90_000) * PARTITIONS as usize;
+                let fits = per_partition.min(90_000) * usize::try_from(partitions).unwrap_or(1);
                 if wanted > fits {
                     eprintln!(
                         "  the embedded cluster keeps {fits} records of {size} B: using that many"
@@ -371,6 +382,50 @@ async fn bench_batch(Batch(events): Batch<UserEvent>, State(counter): State<Arc<
     }
 }
 
+#[kafka_listener(
+    id = "bench_key",
+    topics = "${bench.topic}",
+    group = "${bench.group}",
+    ack_mode = "manual",
+    ordering = "key",
+    auto_startup = false
+)]
+async fn bench_key(
+    Payload(event): Payload<UserEvent>,
+    ack: Ack,
+    State(counter): State<Arc<Counter>>,
+) {
+    ack.acknowledge();
+    counter.hit(event.sent_at);
+}
+
+/// An IO-bound handler: awaits 5 ms per record.
+async fn io_bound(event: UserEvent, counter: &Counter) {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    counter.hit(event.sent_at);
+}
+
+#[kafka_listener(
+    id = "io_partition",
+    topics = "${bench.topic}",
+    group = "${bench.group}",
+    auto_startup = false
+)]
+async fn io_partition(Payload(event): Payload<UserEvent>, State(counter): State<Arc<Counter>>) {
+    io_bound(event, &counter).await;
+}
+
+#[kafka_listener(
+    id = "io_key",
+    topics = "${bench.topic}",
+    group = "${bench.group}",
+    ordering = "key",
+    auto_startup = false
+)]
+async fn io_key(Payload(event): Payload<UserEvent>, State(counter): State<Arc<Counter>>) {
+    io_bound(event, &counter).await;
+}
+
 /// Scenario 2: the same through `#[kafka_listener]` with `Payload<T>` + `Ack` (manual acks);
 /// scenario 8 through a batch listener (`bench_batch`).
 async fn listener_start(
@@ -386,7 +441,8 @@ async fn listener_start(
         .collect();
     let config = Config::from_toml_str(
         &format!(
-            "[kafka]\nlistener.concurrency = {concurrency}\n{properties}{}\n",
+            "[kafka]\nlistener.concurrency = {concurrency}\nlistener.max-parallel = 100\n\
+             {properties}{}\n",
             std::env::var("BENCH_LISTENER").unwrap_or_default()
         ),
         "bench",
@@ -516,6 +572,70 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
         median(&mut raw_allocs),
         &format!("/ {:.1}", median(&mut our_allocs)),
     ));
+    ratio
+}
+
+/// Scenario 9: parallelism inside one partition. IO-bound (each handler awaits 5 ms), one
+/// partition, 1,000 distinct keys: `ordering = "key"` with `max-parallel = 100` against
+/// `ordering = "partition"`. Then instant handlers on 100 B records: what `ordering = "key"`
+/// costs when there is nothing to overlap.
+async fn parallel(broker: &Broker, options: &Options, report: &mut Report) -> f64 {
+    let count = 2_000;
+    let topic = broker.topic_of("parallel-io", 1).await;
+    produce_backlog(broker.bootstrap(), &topic, count, 100);
+    let (mut by_partition, mut by_key, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..options.rounds {
+        let partition = consume_with(broker, ("io_partition", &topic), 1, count).await;
+        let key = consume_with(broker, ("io_key", &topic), 1, count).await;
+        eprintln!(
+            "  IO-bound round {}: partition {:.0}/s, key {:.0}/s, ratio {:.1}",
+            round + 1,
+            partition.per_second,
+            key.per_second,
+            key.per_second / partition.per_second
+        );
+        by_partition.push(partition.per_second);
+        by_key.push(key.per_second);
+        ratios.push(key.per_second / partition.per_second);
+    }
+    let ratio = median(&mut ratios);
+    report.rows.push(Row::new(
+        "IO-bound (5 ms), 1 partition: ordering = partition (9)",
+        median(&mut by_partition),
+        "msg/s",
+    ));
+    report.rows.push(
+        Row::new(
+            "IO-bound (5 ms), 1 partition, 1,000 keys: ordering = key, max-parallel 100 (9)",
+            median(&mut by_key),
+            "msg/s",
+        )
+        .with_ratio("key/partition", ratio),
+    );
+    let count = broker.capacity_of(options.count, 100, 1);
+    let topic = broker.topic_of("parallel-instant", 1).await;
+    produce_backlog(broker.bootstrap(), &topic, count, 100);
+    let (mut instant, mut keyed) = (Vec::new(), Vec::new());
+    for round in 0..options.rounds {
+        let partition = consume_with(broker, ("bench", &topic), 1, count).await;
+        let key = consume_with(broker, ("bench_key", &topic), 1, count).await;
+        eprintln!(
+            "  instant round {}: partition {:.0}/s, key {:.0}/s",
+            round + 1,
+            partition.per_second,
+            key.per_second
+        );
+        instant.push(key.per_second / partition.per_second);
+        keyed.push(key.per_second);
+    }
+    report.rows.push(
+        Row::new(
+            "instant handler, 100 B, 1 partition: ordering = key (9)",
+            median(&mut keyed),
+            "msg/s",
+        )
+        .with_ratio("key/partition", median(&mut instant)),
+    );
     ratio
 }
 
@@ -945,6 +1065,10 @@ fn main() {
                 consume(&broker, &options, 1_000, &mut report).await;
             }
         }
+        let mut parallel_ratio = f64::NAN;
+        if options.runs("parallel") {
+            parallel_ratio = parallel(&broker, &options, &mut report).await;
+        }
         let mut batch_ratio = f64::NAN;
         if options.runs("batch") {
             batch_ratio = batch(&broker, &options, &mut report).await;
@@ -970,6 +1094,9 @@ fn main() {
         }
         if options.runs("batch") {
             println!("ratio batch/raw: {batch_ratio:.3}");
+        }
+        if options.runs("parallel") {
+            println!("ratio key/partition: {parallel_ratio:.1}");
         }
         if options.runs("consume") {
             println!("ratio listener/raw: {ratio:.3}");

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::stream_consumer::MessageStream;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -72,6 +72,10 @@ enum Done {
     Due {
         lane: u64,
     },
+    /// The lane's head is to go to the recoverer now.
+    Recover {
+        lane: u64,
+    },
 }
 
 type Running = FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>;
@@ -121,36 +125,63 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     self.on_done(done, &mut lanes).await;
                 }
                 Some(message) = stream.next(), if reading => {
-                    if let Some((message, delivery)) = self.accept(message) {
-                        let lane = lane_of(spec.ordering, &message);
-                        let entry = lanes.lanes.entry(lane).or_insert_with(|| Lane {
-                            records: VecDeque::new(),
-                            head: Head::Deliver { attempts: 0 },
-                            busy: false,
-                            ready: false,
-                        });
-                        entry.records.push_back((message, delivery));
-                        lanes.schedule(lane);
+                    self.enqueue(message, &mut lanes);
+                    // The records that are ready too, up to `max-poll-records`.
+                    let mut read = 1;
+                    while read < spec.max_poll_records && self.tracker.in_flight() < spec.max_in_flight {
+                        match stream.next().now_or_never() {
+                            Some(Some(message)) => self.enqueue(message, &mut lanes),
+                            _ => break,
+                        }
+                        read += 1;
                     }
                 }
             }
-            if !*stop.borrow() {
-                self.start_ready(invoke, &mut lanes).await;
+            while !*stop.borrow() {
+                let finished = self.start_ready(invoke, &mut lanes);
+                if finished.is_empty() {
+                    break;
+                }
+                for done in finished {
+                    self.on_done(done, &mut lanes).await;
+                }
             }
             self.offer(true);
         }
     }
 
-    /// Starts the heads of ready lanes while handler slots are free.
-    async fn start_ready(
+    /// Puts a record read from the queue in its lane.
+    fn enqueue<'q>(
+        &mut self,
+        message: rdkafka::error::KafkaResult<BorrowedMessage<'q>>,
+        lanes: &mut Lanes<'q>,
+    ) {
+        let Some((message, delivery)) = self.accept(message) else {
+            return;
+        };
+        let lane = lane_of(self.setup.spec.ordering, &message);
+        let entry = lanes.lanes.entry(lane).or_insert_with(|| Lane {
+            records: VecDeque::new(),
+            head: Head::Deliver { attempts: 0 },
+            busy: false,
+            ready: false,
+        });
+        entry.records.push_back((message, delivery));
+        lanes.schedule(lane);
+    }
+
+    /// Starts the heads of ready lanes while handler slots are free; gives what finished at
+    /// once (a handler that did not wait for anything), which the caller settles.
+    fn start_ready(
         &mut self,
         invoke: fn(&mut RecordContext<'_>) -> Invocation,
         lanes: &mut Lanes<'_>,
-    ) {
+    ) -> Vec<Done> {
         let spec = Arc::clone(&self.setup.spec);
+        let mut finished = Vec::new();
         while lanes.handlers < spec.max_parallel {
             let Some(id) = lanes.ready.pop_front() else {
-                return;
+                break;
             };
             let Some(lane) = lanes.lanes.get_mut(&id) else {
                 continue;
@@ -169,9 +200,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     attempts,
                     failures,
                 } => {
-                    let owned = record.to_record();
-                    self.recover_head(id, (&owned, delivery), (error, attempts, failures), lanes)
-                        .await;
+                    lane.head = Head::Recover {
+                        error,
+                        attempts,
+                        failures,
+                    };
+                    finished.push(Done::Recover { lane: id });
                 }
                 Head::Deliver { attempts } | Head::AwaitingAck { attempts } => {
                     lane.head = Head::Deliver { attempts };
@@ -199,23 +233,33 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     let app = &self.setup.app;
                     let prepared = delivery::prepare(&spec, invoke, app, (record, ack), attempt);
                     lanes.handlers += 1;
-                    lanes.running.push(Box::pin(async move {
-                        let (outcome, settled) = delivery::execute(prepared).await;
-                        Done::Handled {
-                            lane: id,
-                            outcome,
-                            settled,
-                            attempt,
-                        }
-                    }));
+                    let mut running: Pin<Box<dyn Future<Output = Done> + Send>> =
+                        Box::pin(async move {
+                            let (outcome, settled) = delivery::execute(prepared).await;
+                            Done::Handled {
+                                lane: id,
+                                outcome,
+                                settled,
+                                attempt,
+                            }
+                        });
+                    // Most handlers finish without waiting: settled at once, they never enter
+                    // the set of running futures. One that waits is polled again there, with
+                    // its waker.
+                    match running.as_mut().now_or_never() {
+                        Some(done) => finished.push(done),
+                        None => lanes.running.push(running),
+                    }
                 }
             }
         }
+        finished
     }
 
     /// A handler finished, or a wait is over.
     async fn on_done(&mut self, done: Done, lanes: &mut Lanes<'_>) {
         let (id, outcome, settled, attempt) = match done {
+            Done::Recover { lane } => return self.recover_lane_head(lane, lanes).await,
             Done::Due { lane } => {
                 if let Some(waiting) = lanes.lanes.get_mut(&lane) {
                     waiting.busy = false;
@@ -299,6 +343,29 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             lanes.schedule_now(id);
         }
         self.progressed(ended);
+    }
+
+    /// Hands lane `id`'s head, marked for recovery, to the recoverer.
+    async fn recover_lane_head(&mut self, id: u64, lanes: &mut Lanes<'_>) {
+        let Some(lane) = lanes.lanes.get_mut(&id) else {
+            return;
+        };
+        let Some((message, delivery)) = lane.records.front() else {
+            return;
+        };
+        let Head::Recover {
+            error,
+            attempts,
+            failures,
+        } = std::mem::replace(&mut lane.head, Head::Deliver { attempts: 0 })
+        else {
+            return;
+        };
+        let topic = Arc::clone(&self.setup.topic);
+        let owned = RecordView::of_message(message, &topic).to_record();
+        let delivery = *delivery;
+        self.recover_head(id, (&owned, delivery), (error, attempts, failures), lanes)
+            .await;
     }
 
     /// Hands a lane's head to the recoverer: acknowledged once recovered, else tried again after
