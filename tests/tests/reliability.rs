@@ -68,8 +68,8 @@ fn ledger(path: &Path) -> Vec<(i32, i64, String, String)> {
 
 /// The ledger service, as a child process on the test's cluster.
 struct Service {
-    /// Whether the ledger's batch listener runs (`LEDGER_BATCH=1`).
-    batch: bool,
+    /// Environment of the ledger's runs: which listener, which ordering.
+    mode: Mode,
     dir: PathBuf,
     ledger: PathBuf,
     bootstrap: String,
@@ -78,7 +78,7 @@ struct Service {
 }
 
 impl Service {
-    fn new(cluster: &Cluster, topic: &str, batch: bool) -> Self {
+    fn new(cluster: &Cluster, topic: &str, mode: Mode) -> Self {
         let dir = std::env::temp_dir().join(common::unique("ledger"));
         std::fs::create_dir_all(&dir).expect("work dir");
         // A killed member holds its partitions until its session times out: keep that short
@@ -90,7 +90,7 @@ impl Service {
         )
         .expect("config");
         Service {
-            batch,
+            mode,
             ledger: dir.join("ledger.txt"),
             dir,
             bootstrap: cluster.bootstrap().to_owned(),
@@ -111,7 +111,7 @@ impl Service {
             .env("LEDGER_TOPIC", &self.topic)
             .env("LEDGER_GROUP", &self.group)
             .env("LEDGER_FILE", ledger)
-            .env("LEDGER_BATCH", if self.batch { "1" } else { "0" })
+            .envs(self.mode.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -136,28 +136,39 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success(), "kill {signal}");
 }
 
+/// Extra environment of the ledger's runs.
+type Mode = &'static [(&'static str, &'static str)];
+const RECORDS: Mode = &[];
+const BATCHES: Mode = &[("LEDGER_BATCH", "1")];
+const BY_KEY: Mode = &[("KAFKA_LISTENER_ORDERING", "key")];
+
 #[test]
 fn kill_9_at_random_points_loses_nothing() {
-    kill_9_at_random_points(false);
+    kill_9_at_random_points(RECORDS, 10);
 }
 
 #[test]
 fn kill_9_in_the_middle_of_batches_loses_nothing() {
-    kill_9_at_random_points(true);
+    kill_9_at_random_points(BATCHES, 10);
 }
 
-/// Kills the ledger (its record or its batch listener) with SIGKILL in the middle of a backlog,
-/// again and again, then drains it: every record is in the ledger, and committed.
-fn kill_9_at_random_points(batch: bool) {
+#[test]
+fn kill_9_with_key_ordering_loses_nothing() {
+    kill_9_at_random_points(BY_KEY, 5);
+}
+
+/// Kills the ledger (in `mode`) with SIGKILL in the middle of a backlog, again and again, then
+/// drains it: every record is in the ledger, and committed.
+fn kill_9_at_random_points(mode: Mode, rounds: usize) {
     let cluster = Cluster::start();
     let (records, rounds) = if soak() {
         (1_000_000, 50)
     } else {
-        (100_000, 10)
+        (rounds * 10_000, rounds)
     };
     let topic = cluster.topic("ledger", PARTITIONS);
     produce(cluster.bootstrap(), &topic, 0..records);
-    let service = Service::new(&cluster, &topic, batch);
+    let service = Service::new(&cluster, &topic, mode);
     let mut random = Random::new();
     // The service handles a few thousand records between reaching a target and the kill: small
     // steps keep every kill in the middle of the stream.
@@ -219,7 +230,7 @@ fn kill_9_at_random_points(batch: bool) {
     let duplicates = lines.len() - seen.len();
     let max_duplicates = duplicates_per_round.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "kill -9 (batch: {batch}): {rounds} rounds, {records} records, {} lost, {duplicates} duplicates \
+        "kill -9 ({mode:?}): {rounds} rounds, {records} records, {} lost, {duplicates} duplicates \
          (at most {max_duplicates} uncommitted at a kill), {:.0?} in all; killed at {kills:?}",
         lost.len(),
         started.elapsed()
@@ -265,10 +276,21 @@ fn produce_slowly(
 
 #[test]
 fn members_joining_and_leaving_under_load_lose_nothing_and_keep_key_order() {
+    members_joining_and_leaving(RECORDS, 30_000);
+}
+
+#[test]
+fn members_joining_and_leaving_with_key_ordering_keep_key_order() {
+    members_joining_and_leaving(BY_KEY, 15_000);
+}
+
+/// Three members (in `mode`) join one at a time while records flow, then leave one at a time:
+/// nothing is lost, and within each member each key's records come in the order produced.
+fn members_joining_and_leaving(mode: Mode, records: usize) {
     let cluster = Cluster::start();
-    let records = if soak() { 300_000 } else { 30_000 };
+    let records = if soak() { records * 10 } else { records };
     let topic = cluster.topic("rebalance", 6);
-    let service = Service::new(&cluster, &topic, false);
+    let service = Service::new(&cluster, &topic, mode);
     let ledgers: Vec<PathBuf> = (0..3)
         .map(|n| service.dir.join(format!("ledger-{n}.txt")))
         .collect();
@@ -320,7 +342,7 @@ fn members_joining_and_leaving_under_load_lose_nothing_and_keep_key_order() {
     let duplicates = lines.len() - distinct.len();
     let handled: Vec<usize> = ledgers.iter().map(|l| ledger(l).len()).collect();
     eprintln!(
-        "rebalance under load: 3 members, {records} records, {lost} lost, {duplicates} duplicates, handled per member {handled:?}"
+        "rebalance under load ({mode:?}): 3 members, {records} records, {lost} lost, {duplicates} duplicates, handled per member {handled:?}"
     );
     assert_eq!(lost, 0, "every record handled by some member");
     assert!(
