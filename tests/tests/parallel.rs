@@ -220,3 +220,30 @@ async fn unordered_records_run_in_parallel_and_all_commit() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_parallel_bounds_the_consumer_not_each_partition() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("slots", 3);
+    let group = unique("slots");
+    common::produce_spread(cluster.bootstrap(), &topic, 3, 600);
+    let log = Log::default();
+    let extra = "[kafka.listener]\nmax-parallel = 4\n";
+    let app = cluster
+        .start_listener(extra, "unordered", (&topic, &group), log.clone())
+        .await;
+    let handled = log.wait_for(600).await;
+    assert_eq!(handled.len(), 600);
+    let most = log.most.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "three partitions share the consumer's 4 slots: {most} at once"
+    );
+    assert_eq!(
+        cluster
+            .wait_committed(&group, &topic, &[Some(200), Some(200), Some(200)])
+            .await,
+        [Some(200), Some(200), Some(200)]
+    );
+    app.shutdown().await;
+}

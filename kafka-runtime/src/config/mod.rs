@@ -403,8 +403,8 @@ pub struct ListenerSettings {
     /// ordering modes of Confluent's Parallel Consumer.
     #[serde(default)]
     pub ordering: Ordering,
-    /// `max-parallel`: with `ordering` `key` or `none`, how many handlers of one partition may
-    /// run at the same time (default 16).
+    /// `max-parallel`: with `ordering` `key` or `none`, how many handlers of one consumer (its
+    /// partitions together) may run at the same time (default 16).
     #[serde(default = "ListenerSettings::default_max_parallel")]
     pub max_parallel: u32,
     /// `error-handler.*`: retries and recovery of failing records.

@@ -91,6 +91,8 @@ pub(crate) struct ContainerContext {
     assigned: Assignment,
     stopped: (Sender<Stopped>, Mutex<Receiver<Stopped>>),
     next_owner: AtomicU64,
+    /// The consumer's handler slots with `ordering` `key` or `none` (`max-parallel`).
+    parallel: Arc<tokio::sync::Semaphore>,
 }
 
 impl ContainerContext {
@@ -108,6 +110,7 @@ impl ContainerContext {
             crate::management::metrics::CommitMetrics::new(spec.id),
         )?;
         let (sender, receiver) = mpsc::channel();
+        let parallel = Arc::new(tokio::sync::Semaphore::new(spec.max_parallel));
         Ok(ContainerContext {
             name,
             spec,
@@ -121,6 +124,7 @@ impl ContainerContext {
             assigned: Assignment::default(),
             stopped: (sender, Mutex::new(receiver)),
             next_owner: AtomicU64::new(1),
+            parallel,
         })
     }
 
@@ -171,6 +175,7 @@ impl ContainerContext {
             topic: Arc::clone(&key.0),
             partition,
             owner,
+            parallel: Arc::clone(&self.parallel),
         });
         let (stop, stopping) = watch::channel(false);
         let stopped = self.stopped.0.clone();

@@ -46,7 +46,7 @@ pub(crate) struct ListenerSpec {
     pub(crate) max_in_flight: usize,
     /// Which records of a partition may be handled at the same time.
     pub(crate) ordering: Ordering,
-    /// With `ordering` `key` or `none`: handlers of one partition at the same time.
+    /// With `ordering` `key` or `none`: handlers of one consumer at the same time.
     pub(crate) max_parallel: usize,
     pub(crate) max_poll_records: u32,
     pub(crate) ack_count: u32,

@@ -57,6 +57,8 @@ pub(crate) struct PartitionSetup<C: ConsumerContext + 'static> {
     pub(crate) partition: i32,
     /// Tells this task's offers from those of an earlier task of the same partition.
     pub(crate) owner: u64,
+    /// The consumer's handler slots, shared by its partitions (`ordering` `key` or `none`).
+    pub(crate) parallel: Arc<tokio::sync::Semaphore>,
 }
 
 /// A partition task's last word when asked to stop.

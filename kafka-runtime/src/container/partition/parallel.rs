@@ -1,7 +1,7 @@
 //! A partition task whose records may be handled at the same time (`ordering` `key` or
 //! `none`, the ordering modes of Confluent's Parallel Consumer): up to `max-parallel` handlers
-//! of the partition run at once, records of one key (with `key`) one after another in offset
-//! order.
+//! of the consumer run at once (its partitions share the slots), records of one key (with
+//! `key`) one after another in offset order.
 //!
 //! Records wait in lanes, one per key (one per record with `none`), still in librdkafka's
 //! buffer. The head of a lane is handled when the lane is free and a handler slot is; a lane
@@ -23,7 +23,7 @@ use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::stream_consumer::MessageStream;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::{BorrowedMessage, Message};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::PartitionTask;
 use crate::ack::Ack;
@@ -88,6 +88,8 @@ struct Lanes<'q> {
     running: Running,
     /// Handlers running (waits are not).
     handlers: usize,
+    /// A handler slot taken while waiting for one, for the next ready lane.
+    spare: Option<OwnedSemaphorePermit>,
 }
 
 impl<C: ConsumerContext + 'static> PartitionTask<C> {
@@ -106,13 +108,17 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             ready: VecDeque::new(),
             running: FuturesUnordered::new(),
             handlers: 0,
+            spare: None,
         };
+        let slots = Arc::clone(&self.setup.parallel);
         loop {
             let stopping = *stop.borrow();
             if stopping && lanes.handlers == 0 {
                 break;
             }
             let reading = !stopping && self.tracker.in_flight() < spec.max_in_flight;
+            // Ready lanes left after starting what could start: the consumer's slots are taken.
+            let waiting = !stopping && !lanes.ready.is_empty() && lanes.spare.is_none();
             tokio::select! {
                 biased;
                 changed = stop.changed(), if !stopping => {
@@ -121,6 +127,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     }
                 }
                 Some(event) = self.acks.recv() => self.on_parallel_ack(event, &mut lanes),
+                Ok(permit) = Arc::clone(&slots).acquire_owned(), if waiting => {
+                    lanes.spare = Some(permit);
+                }
                 Some(done) = lanes.running.next(), if !lanes.running.is_empty() => {
                     self.on_done(done, &mut lanes).await;
                 }
@@ -179,7 +188,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     ) -> Vec<Done> {
         let spec = Arc::clone(&self.setup.spec);
         let mut finished = Vec::new();
-        while lanes.handlers < spec.max_parallel {
+        while !lanes.ready.is_empty() {
+            let permit = match lanes.spare.take() {
+                Some(permit) => permit,
+                None => match Arc::clone(&self.setup.parallel).try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
             let Some(id) = lanes.ready.pop_front() else {
                 break;
             };
@@ -236,6 +252,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     let mut running: Pin<Box<dyn Future<Output = Done> + Send>> =
                         Box::pin(async move {
                             let (outcome, settled) = delivery::execute(prepared).await;
+                            drop(permit);
                             Done::Handled {
                                 lane: id,
                                 outcome,
