@@ -482,15 +482,41 @@ async fn token_keeper(
     Ok(())
 }
 
+/// The same with `ordering = "key"`, where a retry waits in place instead of seeking back.
+#[kafka_listener(
+    id = "token_keeper_by_key",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    ordering = "key",
+    auto_startup = false
+)]
+async fn token_keeper_by_key(
+    ack: Ack,
+    attempt: DeliveryAttempt,
+    parked: State<Recorder<Ack>>,
+) -> Result<(), HandlerError> {
+    token_keeper(ack, attempt, parked).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_of_an_earlier_delivery_does_not_settle_the_redelivery() {
+    a_stale_token_settles_nothing("token_keeper").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_an_earlier_delivery_does_not_settle_a_retry_in_a_key_lane() {
+    a_stale_token_settles_nothing("token_keeper_by_key").await;
+}
+
+async fn a_stale_token_settles_nothing(listener: &str) {
     let cluster = Cluster::start();
     let topic = cluster.topic("staletoken", 1);
     let group = unique("staletoken");
     let parked = Recorder::<Ack>::default();
     let extra = "[kafka.listener.error-handler]\ninterval = \"0ms\"\n";
     let app = cluster
-        .start_listener(extra, "token_keeper", (&topic, &group), parked.clone())
+        .start_listener(extra, listener, (&topic, &group), parked.clone())
         .await;
     app.template()
         .send_value(&topic, "once")

@@ -95,6 +95,23 @@ impl OffsetTracker {
         acked
     }
 
+    /// Starts a new delivery of the pending record at `offset` where it is (a retry in place,
+    /// without a rewind): tokens of its earlier deliveries no longer settle it. `None` when it is
+    /// not pending any more.
+    pub(crate) fn redeliver(&mut self, offset: i64) -> Option<Delivery> {
+        let index = self
+            .entries
+            .binary_search_by_key(&offset, |entry| entry.delivery.offset)
+            .ok()?;
+        if self.entries[index].acked {
+            return None;
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        let entry = &mut self.entries[index];
+        entry.delivery.epoch = self.epoch;
+        Some(entry.delivery)
+    }
+
     /// The offset of the first tracked record not yet acknowledged.
     pub(crate) fn first_pending(&self) -> Option<i64> {
         self.entries
@@ -145,6 +162,26 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_in_place_is_a_new_delivery() {
+        let (mut tracker, deliveries) = tracked(0..3);
+        let again = tracker.redeliver(1).expect("pending");
+        assert_ne!(again.epoch, deliveries[1].epoch);
+        assert!(
+            !tracker.ack(deliveries[1]),
+            "the earlier delivery's token is stale"
+        );
+        assert!(tracker.ack(again));
+        assert!(tracker.ack(deliveries[2]), "the others keep theirs");
+        assert_eq!(
+            tracker.redeliver(1),
+            None,
+            "acknowledged: nothing to deliver again"
+        );
+        assert!(tracker.ack(deliveries[0]));
+        assert_eq!(tracker.committable(), Some(3));
+    }
 
     #[test]
     fn a_range_acknowledges_only_its_epoch_and_bounds() {

@@ -203,10 +203,22 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 continue;
             };
             lane.ready = false;
-            let Some((message, delivery)) = lane.records.front() else {
+            let retry = matches!(lane.head, Head::Deliver { attempts } if attempts > 0);
+            let Some((message, delivery)) = lane.records.front_mut() else {
                 continue;
             };
+            if retry {
+                // A new delivery epoch for the record: tokens of its failed deliveries are stale.
+                match self.tracker.redeliver(delivery.offset) {
+                    Some(again) => *delivery = again,
+                    None => {
+                        lanes.advance(id);
+                        continue;
+                    }
+                }
+            }
             let delivery = *delivery;
+            let message = &*message;
             let topic = Arc::clone(&self.setup.topic);
             let record = RecordView::of_message(message, &topic);
             lane.busy = true;
