@@ -350,6 +350,12 @@ fn resolve(
         .and_then(|own| own.max_parallel)
         .unwrap_or(settings.listener.max_parallel)
         .max(1);
+    if ordering != Ordering::Partition && retry_topics.is_some() {
+        return Err(listener_error(format!(
+            "ordering `{ordering:?}` retries in place, per key; retry topics need \
+             ordering = \"partition\""
+        )));
+    }
     if batch && retry_topics.is_some() {
         return Err(listener_error(
             "retry topics are for record listeners (as in Spring); a batch listener retries in \

@@ -363,7 +363,7 @@ async fn a_batch_that_fails_whole_is_delivered_again_whole() {
 async fn single(Payload(_value): Payload<String>) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listener_type_batch_refuses_record_listeners_and_batches_refuse_retry_topics() {
+async fn configurations_that_cannot_work_are_refused_at_startup() {
     let cluster = Cluster::start();
     let topic = cluster.topic("batchconfig", 1);
     let refused = |extra: &'static str, listener: &'static str| {
@@ -397,4 +397,10 @@ async fn listener_type_batch_refuses_record_listeners_and_batches_refuse_retry_t
         error.contains("batches") && error.contains("retry topics are for record listeners"),
         "{error}"
     );
+    let error = refused(
+        "[kafka.listener]\nordering = \"key\"\n[kafka.retry.topic]\nenabled = true\n",
+        "single",
+    )
+    .await;
+    assert!(error.contains("retries in place"), "{error}");
 }

@@ -247,3 +247,53 @@ async fn max_parallel_bounds_the_consumer_not_each_partition() {
     );
     app.shutdown().await;
 }
+
+/// Hands its token to another task, which nacks the first delivery while the handler still runs.
+#[kafka_listener(
+    id = "nacks_elsewhere",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    ordering = "key",
+    auto_startup = false
+)]
+async fn nacks_elsewhere(
+    ack: Ack,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+    State(attempts): State<Recorder<u32>>,
+) {
+    attempts.push(attempt);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if attempt == 1 {
+            ack.nack(Duration::from_millis(100));
+        } else {
+            ack.acknowledge();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_from_another_task_while_the_handler_runs_delivers_again() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("nackelsewhere", 1);
+    let group = unique("nackelsewhere");
+    produce_all(
+        cluster.bootstrap(),
+        &topic,
+        [("k".to_owned(), "v".to_owned())],
+    );
+    let attempts = Recorder::<u32>::default();
+    let app = cluster
+        .start_listener("", "nacks_elsewhere", (&topic, &group), attempts.clone())
+        .await;
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(1)]).await,
+        [Some(1)],
+        "delivered again after the nack, then acknowledged: {:?}",
+        attempts.snapshot()
+    );
+    assert_eq!(attempts.snapshot(), [1, 2]);
+    app.shutdown().await;
+}

@@ -112,11 +112,11 @@ impl OffsetTracker {
         Some(entry.delivery)
     }
 
-    /// The offset of the first tracked record not yet acknowledged.
-    pub(crate) fn first_pending(&self) -> Option<i64> {
+    /// The offset of the first tracked record at or after `from` not yet acknowledged.
+    pub(crate) fn first_pending_from(&self, from: i64) -> Option<i64> {
         self.entries
             .iter()
-            .find(|entry| !entry.acked)
+            .find(|entry| entry.delivery.offset >= from && !entry.acked)
             .map(|entry| entry.delivery.offset)
     }
 
@@ -194,7 +194,12 @@ mod tests {
             "1..=3 of epoch 0; 4 and 5 were rewound"
         );
         assert_eq!(tracker.committable(), None, "0 is not acknowledged");
-        assert_eq!(tracker.first_pending(), Some(0));
+        assert_eq!(tracker.first_pending_from(0), Some(0));
+        assert_eq!(
+            tracker.first_pending_from(1),
+            Some(4),
+            "1..=3 are acknowledged"
+        );
         assert!(tracker.ack(Delivery {
             offset: 0,
             epoch: 0
@@ -208,7 +213,7 @@ mod tests {
             "4 is not acknowledged twice"
         );
         assert_eq!(tracker.committable(), Some(6));
-        assert_eq!(tracker.first_pending(), None);
+        assert_eq!(tracker.first_pending_from(0), None);
     }
 
     fn tracked(offsets: impl IntoIterator<Item = i64>) -> (OffsetTracker, Vec<Delivery>) {

@@ -121,11 +121,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let app = Arc::clone(&self.setup.app);
         let (prepared, rejected) =
             delivery::prepare_batch(&spec, invoke, &app, (records, ack, &received), attempt);
+        let head = deliveries[0].offset;
         for (index, error) in rejected.iter() {
-            if !self
-                .recover_rejected(records[*index], deliveries[*index], error)
-                .await
-            {
+            let rejected = (records[*index], deliveries[*index]);
+            if !self.recover_rejected(rejected, head, error).await {
                 return Instant::now();
             }
         }
@@ -136,6 +135,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             .filter(|(index, _)| !rejected.iter().any(|(rejected, _)| rejected == index))
             .map(|(_, (record, delivery))| (*record, *delivery))
             .collect();
+        if kept.is_empty() {
+            // Every record was undecodable, and is recovered: nothing for the handler.
+            return Instant::now();
+        }
         let delivered = delivery::run(prepared, attempt, &self.metrics).await;
         let ended = delivered.ended;
         let handled = matches!(delivered.outcome, Outcome::Handled);
@@ -147,12 +150,13 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         }
     }
 
-    /// Hands an undecodable record of a batch to the recoverer; `false` when that failed, the
-    /// batch then being held (read again after the back-off, its handler not called).
+    /// Hands an undecodable record of the batch from `head` on to the recoverer; `false` when
+    /// that failed, the batch then being held (read again after the back-off, from its first
+    /// record not yet recovered, its handler not called).
     async fn recover_rejected(
         &mut self,
-        record: RecordView<'_>,
-        delivery: Delivery,
+        (record, delivery): (RecordView<'_>, Delivery),
+        head: i64,
         error: &HandlerError,
     ) -> bool {
         let spec = Arc::clone(&self.setup.spec);
@@ -169,8 +173,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.batch_recovery_failures = self.batch_recovery_failures.saturating_add(1);
                 let failures = self.batch_recovery_failures;
                 let delay = self.publication_failed(record.coordinates(), &failed, failures);
-                let head = self.tracker.first_pending().unwrap_or(delivery.offset);
-                self.rewind(head, delay);
+                let from = self
+                    .tracker
+                    .first_pending_from(head)
+                    .unwrap_or(delivery.offset);
+                self.rewind(from, delay);
                 false
             }
         }

@@ -59,6 +59,8 @@ struct Lane<'q> {
     busy: bool,
     /// In the ready queue.
     ready: bool,
+    /// A nack of its head that came from another task while the head's handler still ran.
+    nacked: Option<Duration>,
 }
 
 /// What finished: a handler, or a wait.
@@ -111,8 +113,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             spare: None,
         };
         let slots = Arc::clone(&self.setup.parallel);
+        // The stop sender gone (the consumer torn down) stops the partition too, running
+        // handlers finishing first.
+        let mut closed = false;
         loop {
-            let stopping = *stop.borrow();
+            let stopping = closed || *stop.borrow();
             if stopping && lanes.handlers == 0 {
                 break;
             }
@@ -121,11 +126,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             let waiting = !stopping && !lanes.ready.is_empty() && lanes.spare.is_none();
             tokio::select! {
                 biased;
-                changed = stop.changed(), if !stopping => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
+                changed = stop.changed(), if !stopping => closed = changed.is_err(),
                 Some(event) = self.acks.recv() => self.on_parallel_ack(event, &mut lanes),
                 Ok(permit) = Arc::clone(&slots).acquire_owned(), if waiting => {
                     lanes.spare = Some(permit);
@@ -146,7 +147,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     }
                 }
             }
-            while !*stop.borrow() {
+            while !closed && !*stop.borrow() {
                 let finished = self.start_ready(invoke, &mut lanes);
                 if finished.is_empty() {
                     break;
@@ -174,6 +175,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             head: Head::Deliver { attempts: 0 },
             busy: false,
             ready: false,
+            nacked: None,
         });
         entry.records.push_back((message, delivery));
         lanes.schedule(lane);
@@ -203,22 +205,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 continue;
             };
             lane.ready = false;
-            let retry = matches!(lane.head, Head::Deliver { attempts } if attempts > 0);
-            let Some((message, delivery)) = lane.records.front_mut() else {
+            let Some((message, delivery)) = lane.records.front() else {
                 continue;
             };
-            if retry {
-                // A new delivery epoch for the record: tokens of its failed deliveries are stale.
-                match self.tracker.redeliver(delivery.offset) {
-                    Some(again) => *delivery = again,
-                    None => {
-                        lanes.advance(id);
-                        continue;
-                    }
-                }
-            }
             let delivery = *delivery;
-            let message = &*message;
             let topic = Arc::clone(&self.setup.topic);
             let record = RecordView::of_message(message, &topic);
             lane.busy = true;
@@ -314,11 +304,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let pending = self.tracker.is_pending(delivery);
         let error = match outcome {
             Outcome::Handled => {
+                let nacked = lanes.take_nack(id);
                 match settled.map(|event| event.kind) {
                     Some(AckKind::Nack(delay)) if pending => {
-                        let attempts = attempt.number;
-                        lanes.set_head(id, Head::Deliver { attempts });
-                        lanes.wait(id, delay);
+                        self.deliver_again(id, attempt.number, delay, lanes);
                     }
                     Some(_) => {
                         self.acknowledge(delivery);
@@ -329,21 +318,28 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                         lanes.advance(id);
                     }
                     None if !pending => lanes.advance(id),
-                    None => {
-                        let attempts = attempt.number;
-                        lanes.set_head(id, Head::AwaitingAck { attempts });
-                    }
+                    None => match nacked {
+                        Some(delay) => self.deliver_again(id, attempt.number, delay, lanes),
+                        None => {
+                            let attempts = attempt.number;
+                            lanes.set_head(id, Head::AwaitingAck { attempts });
+                        }
+                    },
                 }
                 self.progressed(ended);
                 return;
             }
             Outcome::Rejected(error) => {
-                lanes.recover_next(id, error, attempt.number);
-                lanes.schedule_now(id);
+                if self.renew(id, lanes) {
+                    lanes.recover_next(id, error, attempt.number);
+                    lanes.schedule_now(id);
+                }
                 return;
             }
             Outcome::Failed(error) => error,
         };
+        // The failure decides, not a nack from elsewhere.
+        lanes.take_nack(id);
         // A failed handler usually drops its Ack on the way out: the failure decides.
         if !pending {
             tracing::error!(
@@ -360,18 +356,40 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 offset = delivery.offset, attempt = attempt.number, ?delay, %error,
                 "handler failed; the record will be delivered again (its key waits)"
             );
-            lanes.set_head(
-                id,
-                Head::Deliver {
-                    attempts: attempt.number,
-                },
-            );
-            lanes.wait(id, delay);
-        } else {
+            self.deliver_again(id, attempt.number, delay, lanes);
+        } else if self.renew(id, lanes) {
             lanes.recover_next(id, error, attempt.number);
             lanes.schedule_now(id);
         }
         self.progressed(ended);
+    }
+
+    /// Lane `id`'s head, delivered `attempts` times, is delivered again after `delay`, its key
+    /// waiting.
+    fn deliver_again(&mut self, id: u64, attempts: u32, delay: Duration, lanes: &mut Lanes<'_>) {
+        if self.renew(id, lanes) {
+            lanes.set_head(id, Head::Deliver { attempts });
+            lanes.wait(id, delay);
+        }
+    }
+
+    /// Starts a new delivery epoch for lane `id`'s head, which failed or was nacked: tokens of
+    /// its earlier deliveries settle nothing any more. `false` (and the lane moves on) when the
+    /// record was acknowledged meanwhile.
+    fn renew(&mut self, id: u64, lanes: &mut Lanes<'_>) -> bool {
+        let renewed = lanes
+            .lanes
+            .get_mut(&id)
+            .and_then(|lane| lane.records.front_mut())
+            .and_then(|(_, delivery)| {
+                let again = self.tracker.redeliver(delivery.offset)?;
+                *delivery = again;
+                Some(())
+            });
+        if renewed.is_none() {
+            lanes.advance(id);
+        }
+        renewed.is_some()
     }
 
     /// Hands lane `id`'s head, marked for recovery, to the recoverer.
@@ -452,13 +470,15 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     self.acknowledged(count);
                 }
             }
-            AckKind::Nack(delay) => {
-                if let Some((id, attempts)) = awaiting.filter(|_| self.tracker.is_pending(delivery))
-                {
-                    lanes.set_head(id, Head::Deliver { attempts });
-                    lanes.wait(id, delay);
+            AckKind::Nack(delay) if self.tracker.is_pending(delivery) => {
+                if let Some((id, attempts)) = awaiting {
+                    self.deliver_again(id, attempts, delay, lanes);
+                } else if let Some(lane) = lanes.running_head(delivery) {
+                    // Its handler still runs: applied when it returns.
+                    lane.nacked = Some(delay);
                 }
             }
+            AckKind::Nack(_) => {}
         }
     }
 
@@ -510,6 +530,18 @@ impl<'q> Lanes<'q> {
                 failures: 0,
             },
         );
+    }
+
+    /// The lane headed by `delivery` while the head's handler runs.
+    fn running_head(&mut self, delivery: Delivery) -> Option<&mut Lane<'q>> {
+        self.lanes.values_mut().find(|lane| {
+            let heads = lane.records.front().map(|(_, d)| *d) == Some(delivery);
+            heads && lane.busy && matches!(lane.head, Head::Deliver { .. })
+        })
+    }
+
+    fn take_nack(&mut self, id: u64) -> Option<Duration> {
+        self.lanes.get_mut(&id).and_then(|lane| lane.nacked.take())
     }
 
     /// The lane headed by `delivery` when it waits for its acknowledgment, and the record's
