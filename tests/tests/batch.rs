@@ -404,3 +404,53 @@ async fn configurations_that_cannot_work_are_refused_at_startup() {
     .await;
     assert!(error.contains("retries in place"), "{error}");
 }
+
+// --- a nacked batch counts its deliveries --------------------------------------------------------
+
+#[kafka_listener(
+    id = "nacking",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn nacking(
+    Batch(records): Batch<String>,
+    ack: BatchAck,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+    State(calls): State<Recorder<(u32, String)>>,
+) {
+    calls.push((attempt, records[0].payload.clone()));
+    if attempt < 3 {
+        ack.nack(0, Duration::ZERO);
+    } else {
+        ack.acknowledge();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nacked_batch_is_delivered_again_with_its_attempt_counted() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("nackbatch", 1);
+    let group = unique("nackbatch");
+    produce_spread(cluster.bootstrap(), &topic, 1, 5);
+    let calls = Recorder::<(u32, String)>::default();
+    let app = cluster
+        .start_listener("", "nacking", (&topic, &group), calls.clone())
+        .await;
+    assert_eq!(
+        cluster.wait_committed(&group, &topic, &[Some(5)]).await,
+        [Some(5)]
+    );
+    let calls = calls.snapshot();
+    assert_eq!(
+        calls[..3],
+        [
+            (1, "v0".to_owned()),
+            (2, "v0".to_owned()),
+            (3, "v0".to_owned())
+        ],
+        "{calls:?}"
+    );
+    app.shutdown().await;
+}

@@ -93,6 +93,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                         epoch: head.epoch,
                     },
                 };
+                // A nack of the batch from its first record counts on from this attempt.
+                self.current = Some((head, attempt.number));
                 self.deliver_batch(invoke, (&records, &deliveries), attempt)
                     .await
             }
