@@ -25,7 +25,6 @@ use crate::batch::{BatchAck, BatchContext};
 use crate::container::delivery::{self, Attempt, Delivered, Outcome};
 use crate::container::error_handler;
 use crate::container::tracker::Delivery;
-use crate::handling::DeliveredBy;
 use crate::listener::{HandlerError, Invocation};
 use crate::record::RecordView;
 
@@ -85,14 +84,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 Instant::now()
             }
             previous => {
-                let attempt = Attempt {
-                    number: previous.map_or(1, |f| f.attempts + 1),
-                    started,
-                    delivered_by: DeliveredBy {
-                        task: self.id,
-                        epoch: head.epoch,
-                    },
-                };
+                let attempt = self.attempt(previous.map_or(1, |f| f.attempts + 1), started, head);
                 // A nack of the batch from its first record counts on from this attempt.
                 self.current = Some((head, attempt.number));
                 self.deliver_batch(invoke, (&records, &deliveries), attempt)

@@ -35,8 +35,7 @@ use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::handling::{AckEvent, AckKind, DeliveredBy};
-use crate::listener::HandlerError;
-use crate::listener::{Invocation, Invoker};
+use crate::listener::{HandlerError, Invocation, Invoker};
 use crate::management::health::PartitionProgress;
 use crate::management::metrics::RecordMetrics;
 use crate::record::{ConsumerRecord, Coordinates, RecordView};
@@ -294,24 +293,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             std::time::Instant::now()
         } else {
             self.current = Some((delivery, attempt));
-            let ack = spec.ack_mode.is_manual().then(|| {
-                let coordinates = (delivery.offset, delivery.epoch);
-                let (topic, partition) = (Arc::clone(&self.setup.topic), self.setup.partition);
-                Ack::new(
-                    (self.ack_sender.clone(), self.id),
-                    topic,
-                    partition,
-                    coordinates,
-                )
-            });
-            let attempt = Attempt {
-                number: attempt,
-                started,
-                delivered_by: DeliveredBy {
-                    task: self.id,
-                    epoch: delivery.epoch,
-                },
-            };
+            let ack = spec.ack_mode.is_manual().then(|| self.token(delivery));
+            let attempt = self.attempt(attempt, started, delivery);
             let app = &self.setup.app;
             let delivered =
                 delivery::deliver(spec, invoke, app, (record, ack), attempt, &self.metrics).await;
@@ -449,6 +432,28 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         );
         self.setup.progress.recovery_failing(true);
         delay
+    }
+
+    /// Delivery `number` of a record (or a batch from it), started at `started`, by this task.
+    fn attempt(&self, number: u32, started: std::time::Instant, delivery: Delivery) -> Attempt {
+        Attempt {
+            number,
+            started,
+            delivered_by: DeliveredBy {
+                task: self.id,
+                epoch: delivery.epoch,
+            },
+        }
+    }
+
+    /// The ack token of `delivery` (manual ack modes).
+    fn token(&self, delivery: Delivery) -> Ack {
+        Ack::new(
+            (self.ack_sender.clone(), self.id),
+            Arc::clone(&self.setup.topic),
+            self.setup.partition,
+            (delivery.offset, delivery.epoch),
+        )
     }
 
     /// Applies the acknowledgments queued so far; `ignoring` a nack of that delivery.

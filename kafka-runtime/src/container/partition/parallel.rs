@@ -26,13 +26,12 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::PartitionTask;
-use crate::ack::Ack;
 use crate::config::Ordering;
 use crate::container::delivery::{self, Attempt, Outcome};
 use crate::container::error_handler;
 use crate::container::tracker::Delivery;
 use crate::extract::RecordContext;
-use crate::handling::{AckEvent, AckKind, DeliveredBy};
+use crate::handling::{AckEvent, AckKind};
 use crate::listener::{HandlerError, Invocation};
 use crate::record::{ConsumerRecord, Coordinates, RecordView};
 
@@ -229,25 +228,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     lane.head = Head::Deliver { attempts };
                     let started = Instant::now();
                     self.setup.progress.handling(delivery.offset, started);
-                    let attempt = Attempt {
-                        number: attempts + 1,
-                        started,
-                        delivered_by: DeliveredBy {
-                            task: self.id,
-                            epoch: delivery.epoch,
-                        },
-                    };
-                    let ack = spec.ack_mode.is_manual().then(|| {
-                        let coordinates = (delivery.offset, delivery.epoch);
-                        let (topic, partition) =
-                            (Arc::clone(&self.setup.topic), self.setup.partition);
-                        Ack::new(
-                            (self.ack_sender.clone(), self.id),
-                            topic,
-                            partition,
-                            coordinates,
-                        )
-                    });
+                    let attempt = self.attempt(attempts + 1, started, delivery);
+                    let ack = spec.ack_mode.is_manual().then(|| self.token(delivery));
                     let app = &self.setup.app;
                     let prepared = delivery::prepare(&spec, invoke, app, (record, ack), attempt);
                     lanes.handlers += 1;
