@@ -214,14 +214,34 @@ fn produce_backlog(bootstrap: &str, topic: &str, count: usize, size: usize) {
 struct Run {
     per_second: f64,
     allocations: f64,
+    /// CPU time of the whole process (broker, librdkafka and consumer threads) per record, in
+    /// nanoseconds: less sensitive than `per_second` to how the two cores were shared.
+    cpu_nanos: f64,
+}
+
+/// CPU time used by this process so far (user + system, every thread).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        usage.assume_init()
+    };
+    let duration = |time: libc::timeval| {
+        Duration::from_secs(time.tv_sec.unsigned_abs())
+            + Duration::from_micros(time.tv_usec.unsigned_abs())
+    };
+    duration(usage.ru_utime) + duration(usage.ru_stime)
 }
 
 /// Counts records until a target, remembering when the first arrived.
 struct Counter {
     target: u64,
     seen: AtomicU64,
-    first: OnceLock<(Instant, u64)>,
-    last: Mutex<Option<(Instant, u64)>>,
+    first: OnceLock<(Instant, u64, Duration)>,
+    last: Mutex<Option<(Instant, u64, Duration)>>,
     done: Notify,
     latencies: Mutex<Vec<u64>>,
     record_latency: bool,
@@ -241,7 +261,8 @@ impl Counter {
     }
 
     fn hit(&self, sent_at: u64) {
-        self.first.get_or_init(|| (Instant::now(), alloc::count()));
+        self.first
+            .get_or_init(|| (Instant::now(), alloc::count(), cpu_time()));
         if self.record_latency {
             let latency = since_start().saturating_sub(sent_at);
             if let Ok(mut latencies) = self.latencies.lock() {
@@ -250,7 +271,7 @@ impl Counter {
         }
         if self.seen.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
             if let Ok(mut last) = self.last.lock() {
-                *last = Some((Instant::now(), alloc::count()));
+                *last = Some((Instant::now(), alloc::count(), cpu_time()));
             }
             self.done.notify_one();
         }
@@ -269,8 +290,8 @@ impl Counter {
             self.seen.load(Ordering::Acquire),
             self.target
         );
-        let (start, allocs_start) = *self.first.get().expect("a first record");
-        let (end, allocs_end) = self
+        let (start, allocs_start, cpu_start) = *self.first.get().expect("a first record");
+        let (end, allocs_end, cpu_end) = self
             .last
             .lock()
             .ok()
@@ -280,6 +301,7 @@ impl Counter {
         Run {
             per_second: records / end.duration_since(start).as_secs_f64().max(1e-9),
             allocations: (allocs_end - allocs_start) as f64 / records,
+            cpu_nanos: cpu_end.saturating_sub(cpu_start).as_secs_f64() * 1e9 / records,
         }
     }
 }
@@ -521,10 +543,12 @@ async fn interleaved(
             continue;
         };
         eprintln!(
-            "  {label} round {}: raw {:.0}/s, {listener} {:.0}/s, ratio {:.3}",
+            "  {label} round {}: raw {:.0}/s ({:.0} ns CPU), {listener} {:.0}/s ({:.0} ns CPU), ratio {:.3}",
             round + 1,
             r.per_second,
+            r.cpu_nanos,
             l.per_second,
+            l.cpu_nanos,
             l.per_second / r.per_second
         );
         rounds.push((r, l));
@@ -553,6 +577,8 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
         .collect();
     let mut raw_allocs: Vec<f64> = rounds.iter().map(|(r, _)| r.allocations).collect();
     let mut our_allocs: Vec<f64> = rounds.iter().map(|(_, l)| l.allocations).collect();
+    let mut raw_cpu: Vec<f64> = rounds.iter().map(|(r, _)| r.cpu_nanos).collect();
+    let mut our_cpu: Vec<f64> = rounds.iter().map(|(_, l)| l.cpu_nanos).collect();
     let ratio = median(&mut ratios);
     report.rows.push(Row::new(
         &format!("consume {size} B: raw rdkafka (1)"),
@@ -571,6 +597,11 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
         &format!("allocations per record {size} B: raw / listener"),
         median(&mut raw_allocs),
         &format!("/ {:.1}", median(&mut our_allocs)),
+    ));
+    report.rows.push(Row::new(
+        &format!("process CPU ns per record {size} B: raw / listener"),
+        median(&mut raw_cpu),
+        &format!("/ {:.0}", median(&mut our_cpu)),
     ));
     ratio
 }
