@@ -6,6 +6,7 @@
 //! [`create_topic`](EmbeddedKafka::create_topic).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
@@ -52,6 +53,26 @@ impl EmbeddedKafka {
             )))
     }
 
+    /// Sets how long the cluster waits for more members before a group's first rebalance
+    /// (Kafka's `group.initial.rebalance.delay.ms`; 3 s unless set). A test whose group has one
+    /// member joins in ~0.1 s with zero; with several members joining at once, a short delay lets
+    /// them settle in one rebalance.
+    pub fn set_group_initial_rebalance_delay(&self, delay: Duration) -> Result<(), Error> {
+        let millis = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `owner` created the mock cluster and outlives this call; the setter only queues
+        // an operation on the cluster's own thread.
+        unsafe {
+            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(
+                self.inner.owner.client().native_ptr(),
+            );
+            if cluster.is_null() {
+                return Err(no_mock_cluster());
+            }
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, millis);
+        }
+        Ok(())
+    }
+
     /// The mock cluster itself, for fault injection (`request_errors`, `broker_down`, ...).
     pub fn mock_cluster(&self) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
         mock(&self.inner.owner)
@@ -59,13 +80,14 @@ impl EmbeddedKafka {
 }
 
 fn mock(owner: &BaseProducer) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
-    owner
-        .client()
-        .mock_cluster()
-        .ok_or_else(|| Error::Listener {
-            listener: "embedded".to_owned(),
-            message: "librdkafka did not create a mock cluster".to_owned(),
-        })
+    owner.client().mock_cluster().ok_or_else(no_mock_cluster)
+}
+
+fn no_mock_cluster() -> Error {
+    Error::Listener {
+        listener: "embedded".to_owned(),
+        message: "librdkafka did not create a mock cluster".to_owned(),
+    }
 }
 
 impl std::fmt::Debug for EmbeddedKafka {

@@ -46,6 +46,7 @@ pub mod codec;
 pub mod config;
 mod container;
 mod context;
+mod dead_letter;
 pub mod embedded;
 mod error;
 pub mod extract;
@@ -57,6 +58,8 @@ mod placeholder;
 mod reachability;
 mod record;
 pub mod template;
+#[cfg(feature = "test-util")]
+pub mod test;
 
 pub use ack::Ack;
 pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication, ShutdownReport};
@@ -64,6 +67,7 @@ pub use batch::{Batch, BatchAck, BatchRecord};
 pub use cli::{run, run_with};
 pub use config::{AckMode, Config, ConfigError, Ordering};
 pub use context::AppContext;
+pub use dead_letter::DeadLetter;
 pub use embedded::EmbeddedKafka;
 pub use error::Error;
 pub use extract::{DeliveryAttempt, Headers, Key, Metadata, Payload, State};

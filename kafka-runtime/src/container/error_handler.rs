@@ -8,6 +8,12 @@ use std::time::Duration;
 use super::retry_topics::{self, RetryTopics, Stage};
 use super::ListenerSpec;
 use crate::config::{BackOffKind, ErrorHandlerSettings, RecovererKind};
+// Spring's header names and encodings, so that a Java team's DLT tooling reads our dead letters.
+use crate::dead_letter::{
+    EXCEPTION_FQCN, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, ORIGINAL_CONSUMER_GROUP,
+    ORIGINAL_OFFSET, ORIGINAL_PARTITION, ORIGINAL_TIMESTAMP, ORIGINAL_TIMESTAMP_TYPE,
+    ORIGINAL_TOPIC,
+};
 use crate::listener::HandlerError;
 use crate::management::metrics::RecordMetrics;
 use crate::record::{ConsumerRecord, Coordinates, TimestampType};
@@ -117,20 +123,6 @@ pub(crate) struct DeadLetterPublisher {
     /// Partition counts of dead-letter topics, looked up once.
     partitions: Mutex<HashMap<String, i32>>,
 }
-
-// Spring's header names and encodings: `KafkaHeaders.DLT_*` and
-// `DeadLetterPublishingRecoverer.maybeAddOriginalHeaders` / `addExceptionInfoHeaders` in
-// spring-kafka (partition a 4-byte big-endian int, offset and timestamp 8-byte big-endian longs,
-// the rest UTF-8 text), so that a Java team's DLT tooling reads our dead letters unchanged.
-const ORIGINAL_TOPIC: &str = "kafka_dlt-original-topic";
-const ORIGINAL_PARTITION: &str = "kafka_dlt-original-partition";
-const ORIGINAL_OFFSET: &str = "kafka_dlt-original-offset";
-const ORIGINAL_TIMESTAMP: &str = "kafka_dlt-original-timestamp";
-const ORIGINAL_TIMESTAMP_TYPE: &str = "kafka_dlt-original-timestamp-type";
-const ORIGINAL_CONSUMER_GROUP: &str = "kafka_dlt-original-consumer-group";
-const EXCEPTION_FQCN: &str = "kafka_dlt-exception-fqcn";
-const EXCEPTION_MESSAGE: &str = "kafka_dlt-exception-message";
-const EXCEPTION_STACKTRACE: &str = "kafka_dlt-exception-stacktrace";
 
 impl DeadLetterPublisher {
     pub(crate) fn new(template: KafkaTemplate, group: String) -> Self {
