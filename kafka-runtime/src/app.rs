@@ -13,6 +13,7 @@ use crate::container::{
 use crate::context::{AppContext, States};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
+use crate::lifecycle::{HookResult, Hooks, Stopping};
 use crate::listener::{Invoker, ListenerRegistration};
 use crate::management::health::Health;
 use crate::management::Management;
@@ -39,6 +40,7 @@ pub struct KafkaApplication {
     states: States,
     only: Option<Vec<String>>,
     properties: BTreeMap<String, String>,
+    hooks: Hooks,
 }
 
 impl KafkaApplication {
@@ -50,6 +52,7 @@ impl KafkaApplication {
             states: States::default(),
             only: None,
             properties: BTreeMap::new(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -86,6 +89,46 @@ impl KafkaApplication {
     /// here first, then as an environment variable, then the placeholder's `:default`).
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// Runs `hook` once every listener has started (Spring Boot's `ApplicationRunner`): seed data,
+    /// warm a cache, announce the service. It gets the running application (its template, its
+    /// bootstrap address, its assignments); clone what the hook's future needs. Hooks run in the
+    /// order they were added; an error stops the application, and `start` (or `run`) returns it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), kafka_runtime::Error> {
+    /// kafka_runtime::KafkaApplication::from_default_config()?
+    ///     .on_started(|app| {
+    ///         let template = app.template().clone();
+    ///         async move {
+    ///             template.send("service-events", "orders", &"started").await?;
+    ///             Ok(())
+    ///         }
+    ///     })
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn on_started<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(&RunningApplication) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = HookResult> + Send + 'static,
+    {
+        self.hooks.on_started(hook);
+        self
+    }
+
+    /// Runs `hook` when shutdown begins, while the listeners still run and the template still
+    /// sends (Spring's `@PreDestroy`): say goodbye, flush a cache of one's own. Hooks run in the
+    /// order they were added; an error is logged and shutdown goes on.
+    pub fn on_stopping<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(&RunningApplication) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = HookResult> + Send + 'static,
+    {
+        self.hooks.on_stopping(hook);
         self
     }
 
@@ -192,7 +235,8 @@ impl KafkaApplication {
                 statistics,
             )?);
         }
-        Ok(RunningApplication {
+        let (started, stopping) = self.hooks.split();
+        let running = RunningApplication {
             template,
             bootstrap,
             embedded,
@@ -200,7 +244,16 @@ impl KafkaApplication {
             containers,
             health,
             management,
-        })
+            stopping,
+        };
+        if let Err(source) = started.run(&running).await {
+            running.shutdown().await;
+            return Err(Error::Hook {
+                stage: "after startup",
+                source,
+            });
+        }
+        Ok(running)
     }
 
     /// Starts, runs until Ctrl-C or SIGTERM, then shuts down gracefully; an error if handlers
@@ -547,6 +600,7 @@ pub struct RunningApplication {
     containers: Vec<ListenerContainer>,
     health: Arc<Health>,
     management: Option<Management>,
+    stopping: Stopping,
 }
 
 impl RunningApplication {
@@ -601,7 +655,8 @@ impl RunningApplication {
 
     /// Stops fetching, lets in-flight handlers finish within `shutdown-timeout`, commits every
     /// acknowledged offset, flushes the template and leaves the consumer groups.
-    pub async fn shutdown(self) -> ShutdownReport {
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        std::mem::take(&mut self.stopping).run(&self).await;
         self.health.stopping();
         let _ = self.shutdown.send(true);
         let mut abandoned = Vec::new();

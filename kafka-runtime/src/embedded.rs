@@ -84,8 +84,7 @@ fn mock(owner: &BaseProducer) -> Result<MockCluster<'_, DefaultProducerContext>,
 }
 
 fn no_mock_cluster() -> Error {
-    Error::Listener {
-        listener: "embedded".to_owned(),
+    Error::Embedded {
         message: "librdkafka did not create a mock cluster".to_owned(),
     }
 }

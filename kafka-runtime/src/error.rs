@@ -59,6 +59,15 @@ pub enum Error {
         /// The records, as `topic-partition@offset`.
         abandoned: Vec<String>,
     },
+    /// A lifecycle hook ([`on_started`](crate::KafkaApplication::on_started)) failed; the
+    /// application was stopped.
+    #[error("the {stage} hook failed: {source}")]
+    Hook {
+        /// When it ran: `after startup`.
+        stage: &'static str,
+        /// The hook's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The embedded cluster could not be used.
     #[error("embedded Kafka: {message}")]
     Embedded {

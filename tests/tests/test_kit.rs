@@ -179,3 +179,62 @@ async fn orders_are_confirmed_bad_payments_are_dead_lettered_and_failed_commits_
 
     assert!(app.shutdown().await.is_clean());
 }
+
+// --- lifecycle hooks around the running service ------------------------------------------------
+
+#[tokio::test]
+async fn the_started_hook_seeds_data_and_the_stopping_hook_still_sends() {
+    let kafka = TestKafka::start();
+    let ledger = Arc::new(Ledger::default());
+    let app = kafka
+        .application("")
+        .with_listeners(["payments"])
+        .with_state(Arc::clone(&ledger))
+        .on_started(|app| {
+            let template = app.template().clone();
+            async move {
+                let seed = Order {
+                    id: "seed".into(),
+                    amount: 100,
+                };
+                template.send("payments", "seed", &seed).await?;
+                Ok(())
+            }
+        })
+        .on_stopping(|app| {
+            let template = app.template().clone();
+            async move {
+                template.send_value("service-events", &"stopping").await?;
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .expect("the service starts");
+    kafka
+        .wait_committed("payments-service", "payments", WITHIN)
+        .await;
+    assert_eq!(ledger.0.load(Ordering::SeqCst), 100);
+    assert!(app.shutdown().await.is_clean());
+    let events = kafka.read("service-events", 1, WITHIN).await;
+    assert_eq!(events[0].value.as_deref(), Some(&br#""stopping""#[..]));
+}
+
+#[tokio::test]
+async fn a_failing_started_hook_stops_the_service_and_is_its_error() {
+    let kafka = TestKafka::start();
+    let started = kafka
+        .application("")
+        .with_listeners(["payments"])
+        .with_state(Arc::new(Ledger::default()))
+        .on_started(|_| async { Err("the cache cannot be warmed".into()) })
+        .start()
+        .await;
+    let Err(error) = started else {
+        panic!("the service started although its hook failed");
+    };
+    assert_eq!(
+        error.to_string(),
+        "the after startup hook failed: the cache cannot be warmed"
+    );
+}
