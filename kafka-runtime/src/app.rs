@@ -172,10 +172,17 @@ impl KafkaApplication {
         let embedded = if let Some(embedded) = self.embedded {
             Some(embedded)
         } else if self.config.uses_embedded_broker() {
-            let embedded = EmbeddedKafka::start()?;
+            let embedded = match settings.embedded.port {
+                Some(port) => EmbeddedKafka::start_on_port(port)?,
+                None => EmbeddedKafka::start()?,
+            };
             tracing::warn!(
-                bootstrap_servers = embedded.bootstrap_servers(),
                 "no kafka.bootstrap-servers configured: using an embedded in-memory Kafka; its data is lost at exit"
+            );
+            let bootstrap = embedded.bootstrap_servers();
+            tracing::info!(
+                bootstrap_servers = bootstrap,
+                "embedded Kafka listening; other clients use: KAFKA_BOOTSTRAP_SERVERS={bootstrap} (kcat -b {bootstrap}; set kafka.embedded.port to keep it from run to run)"
             );
             Some(embedded)
         } else {

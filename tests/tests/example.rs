@@ -5,34 +5,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[test]
 fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
-    let binary = common::example_binary();
-    let workdir = std::env::temp_dir().join(format!("user-events-example-{}", std::process::id()));
-    std::fs::create_dir_all(&workdir).expect("work dir");
-    let mut child = Command::new(&binary)
-        .current_dir(&workdir)
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .env_remove("SPRING_KAFKA_BOOTSTRAP_SERVERS")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("example starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, received) = start_example("user-events-example", &[]);
 
     let mut processed = Vec::new();
     let mut unknown = false;
@@ -96,4 +75,77 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
     );
     assert!(dead_lettered, "then it is published to user-events.DLT");
     assert!(status.success(), "exits 0 on SIGTERM, got {status}");
+}
+
+/// `kafka.embedded.port`: the example's embedded cluster at a fixed address, logged in a form a
+/// second terminal pastes, and fed from there by another client.
+#[test]
+fn a_second_terminal_feeds_the_example_at_its_fixed_embedded_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let (mut child, received) = start_example(
+        "user-events-port",
+        &[("KAFKA_EMBEDDED_PORT", &port.to_string())],
+    );
+
+    let pasted = format!("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}");
+    let mut announced = false;
+    let mut handled = false;
+    let deadline = Instant::now() + Duration::from_secs(100);
+    while !handled && Instant::now() < deadline {
+        let Ok(line) = received.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if !announced && line.contains(&pasted) {
+            announced = true;
+            // What the second terminal does with the pasted address.
+            let producer = common::producer(&format!("127.0.0.1:{port}"));
+            common::send_waiting(
+                &producer,
+                rdkafka::producer::BaseRecord::to("user-events")
+                    .key("user-999")
+                    .payload(r#"{"event_type":"user_created","user_id":"user-999"}"#),
+            );
+            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10))
+                .expect("the record reaches the example's cluster");
+        }
+        handled |= line.contains("Processing event") && line.contains("key=\"user-999\"");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("example exits");
+    assert!(announced, "the startup log names {pasted}");
+    assert!(handled, "the record from the second terminal is handled");
+    assert!(status.success(), "exits 0 on SIGTERM, got {status}");
+}
+
+/// Runs the example in a directory of its own (no configuration file: the embedded cluster)
+/// with `env` set; gives the process and its log lines.
+fn start_example(name: &str, env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+    let workdir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).expect("work dir");
+    let mut child = Command::new(common::example_binary())
+        .current_dir(&workdir)
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .env_remove("SPRING_KAFKA_BOOTSTRAP_SERVERS")
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("example starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, received)
 }

@@ -104,6 +104,7 @@ const ENV_KEYS: &[&str] = &[
     "ssl.key-store-type",
     "ssl.key-store-password",
     "ssl.key-password",
+    "embedded.port",
 ];
 
 /// Every leaf key outside the `kafka` tree that an environment variable may set.

@@ -83,6 +83,20 @@ pub struct KafkaSettings {
     /// `ssl.*`: TLS key material and trusted certificates of every client.
     #[serde(default)]
     pub ssl: security::SslSettings,
+    /// `embedded.*`: the in-process cluster started when no `bootstrap-servers` is set.
+    #[serde(default)]
+    pub embedded: EmbeddedSettings,
+}
+
+/// `[kafka.embedded]`: the in-process cluster (see [`crate::embedded`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct EmbeddedSettings {
+    /// `port`: clients reach the cluster at `127.0.0.1:<port>` (for a second terminal's
+    /// producer, the same every run). Unset: a free port, logged at startup.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// One `[[kafka.topics]]` entry.
