@@ -163,6 +163,36 @@ impl KafkaApplication {
         &self.config
     }
 
+    /// Replaces the configuration (a handler test's, set after its state).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The listener `id` resolved as `start` would, with a template that keeps what is sent
+    /// through it: what a handler test runs.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn handler_under_test(
+        mut self,
+        id: &str,
+    ) -> Result<(Arc<ListenerSpec>, Arc<AppContext>), Error> {
+        self.only = Some(vec![id.to_owned()]);
+        let registration = self
+            .select()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Listener {
+                listener: id.to_owned(),
+                message: "no such listener".to_owned(),
+            })?;
+        self.check_overrides()?;
+        let template = KafkaTemplate::recording(&self.config.kafka);
+        let app = AppContext::new(self.states, template);
+        let spec = resolve(registration, &self.config, &self.properties, &app)?;
+        Ok((spec, app))
+    }
+
     /// Starts the listener containers and returns once they are running; records are handled in
     /// the background until [`RunningApplication::shutdown`].
     pub async fn start(self) -> Result<RunningApplication, Error> {

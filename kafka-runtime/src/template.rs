@@ -81,12 +81,42 @@ pub struct KafkaTemplate {
 }
 
 struct TemplateInner {
-    producer: FutureProducer,
-    /// Answers metadata questions without creating topics (a producer's metadata request lets an
-    /// auto-creating broker create the topic it asks about).
-    metadata: BaseConsumer,
+    sink: Sink,
     key_format: Format,
     value_format: Format,
+}
+
+/// Where records go.
+enum Sink {
+    Kafka {
+        producer: FutureProducer,
+        /// Answers metadata questions without creating topics (a producer's metadata request
+        /// lets an auto-creating broker create the topic it asks about).
+        metadata: BaseConsumer,
+    },
+    /// A handler test's template: records are kept for the test, not sent.
+    #[cfg(feature = "test-util")]
+    Recording(std::sync::Mutex<Vec<SentRecord>>),
+}
+
+/// A record a handler sent through a recording template (`kafka_runtime::test`), as it would
+/// have gone to Kafka: encoded, with the headers it inherited from the record being handled.
+#[cfg(feature = "test-util")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SentRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition asked for, if any.
+    pub partition: Option<i32>,
+    /// The encoded key; `None` for a null key.
+    pub key: Option<Vec<u8>>,
+    /// The encoded value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// The headers in order, inherited ones (correlation id, trace context) last.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The timestamp asked for, if any.
+    pub timestamp: Option<i64>,
 }
 
 impl std::fmt::Debug for KafkaTemplate {
@@ -111,12 +141,35 @@ impl KafkaTemplate {
             .map_err(Error::kafka("cannot create the template's metadata client"))?;
         Ok(KafkaTemplate {
             inner: Arc::new(TemplateInner {
-                producer,
-                metadata,
+                sink: Sink::Kafka { producer, metadata },
                 key_format: settings.producer.key_serializer,
                 value_format: settings.producer.value_serializer,
             }),
         })
+    }
+
+    /// A template that keeps what is sent through it instead of sending it (a handler test's).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn recording(settings: &KafkaSettings) -> Self {
+        KafkaTemplate {
+            inner: Arc::new(TemplateInner {
+                sink: Sink::Recording(std::sync::Mutex::new(Vec::new())),
+                key_format: settings.producer.key_serializer,
+                value_format: settings.producer.value_serializer,
+            }),
+        }
+    }
+
+    /// Takes the records a recording template kept (none for a template that sends).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn take_recorded(&self) -> Vec<SentRecord> {
+        match &self.inner.sink {
+            Sink::Recording(sent) => sent
+                .lock()
+                .map(|mut sent| std::mem::take(&mut *sent))
+                .unwrap_or_default(),
+            Sink::Kafka { .. } => Vec::new(),
+        }
     }
 
     /// Sends `value` with `key` to `topic` and waits for the broker's acknowledgment.
@@ -198,8 +251,12 @@ impl KafkaTemplate {
         let inner = Arc::clone(&self.inner);
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let metadata = inner
-                .metadata
+            let metadata = match &inner.sink {
+                Sink::Kafka { metadata, .. } => metadata,
+                #[cfg(feature = "test-util")]
+                Sink::Recording(_) => return None,
+            };
+            let metadata = metadata
                 .fetch_metadata(Some(&topic), Duration::from_secs(10))
                 .ok()?;
             let found = metadata.topics().iter().find(|t| t.name() == topic)?;
@@ -215,7 +272,11 @@ impl KafkaTemplate {
 
     /// Waits until every queued record is delivered or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.producer.flush(timeout)
+        match &self.inner.sink {
+            Sink::Kafka { producer, .. } => producer.flush(timeout),
+            #[cfg(feature = "test-util")]
+            Sink::Recording(_) => Ok(()),
+        }
     }
 }
 
@@ -299,6 +360,12 @@ struct Encoded {
 impl Encoded {
     async fn deliver(mut self) -> Result<SendResult, SendError> {
         crate::handling::add_inherited(&mut self.headers);
+        let template = Arc::clone(&self.template);
+        let producer = match &template.sink {
+            Sink::Kafka { producer, .. } => producer,
+            #[cfg(feature = "test-util")]
+            Sink::Recording(sent) => return Ok(self.record_in(sent)),
+        };
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
         if let Some(value) = &self.value {
             record = record.payload(&value[..]);
@@ -325,7 +392,7 @@ impl Encoded {
             record = record.timestamp(timestamp);
         }
         let started = std::time::Instant::now();
-        let delivered = self.template.producer.send(record, Timeout::Never).await;
+        let delivered = producer.send(record, Timeout::Never).await;
         crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
         match delivered {
             Ok(delivery) => Ok(SendResult {
@@ -338,5 +405,27 @@ impl Encoded {
                 source,
             }),
         }
+    }
+
+    /// Keeps the record in a recording template; its offset is its place among those kept.
+    #[cfg(feature = "test-util")]
+    fn record_in(self, sent: &std::sync::Mutex<Vec<SentRecord>>) -> SendResult {
+        let mut sent = sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = SendResult {
+            topic: self.topic.clone(),
+            partition: self.partition.unwrap_or(0),
+            offset: i64::try_from(sent.len()).unwrap_or(i64::MAX),
+        };
+        sent.push(SentRecord {
+            topic: self.topic,
+            partition: self.partition,
+            key: self.key,
+            value: self.value,
+            headers: self.headers,
+            timestamp: self.timestamp,
+        });
+        result
     }
 }

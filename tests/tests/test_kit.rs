@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_runtime::prelude::*;
-use kafka_runtime::test::{BrokerError, Request, TestKafka};
+use kafka_runtime::test::{BrokerError, Outcome, Request, TestHandler, TestKafka, TestRecord};
 use serde::{Deserialize, Serialize};
 
 // --- the service under test --------------------------------------------------------------------
@@ -236,5 +236,131 @@ async fn a_failing_started_hook_stops_the_service_and_is_its_error() {
     assert_eq!(
         error.to_string(),
         "the after startup hook failed: the cache cannot be warmed"
+    );
+}
+
+// --- the handlers alone, without a broker ------------------------------------------------------
+
+#[tokio::test]
+async fn the_order_handler_confirms_with_the_orders_key_and_correlation_id() {
+    let mut handler = TestHandler::new("orders");
+    let order = Order {
+        id: "o-1".into(),
+        amount: 30,
+    };
+    let record = TestRecord::json(&order)
+        .key("customer-7")
+        .header("correlation_id", "abc-123");
+    let handled = handler.handle(record).await;
+    assert!(
+        matches!(handled.outcome, Outcome::Acknowledged),
+        "{:?}",
+        handled.outcome
+    );
+    let [sent] = &handled.sent[..] else {
+        panic!("one confirmation, got {:?}", handled.sent);
+    };
+    assert_eq!(sent.topic, "orders.confirmed");
+    assert_eq!(sent.key.as_deref(), Some(&b"customer-7"[..]));
+    let confirmation: Confirmation =
+        serde_json::from_slice(sent.value.as_deref().unwrap_or_default()).expect("JSON");
+    assert_eq!(confirmation.order_id, "o-1");
+    assert!(
+        sent.headers
+            .contains(&("correlation_id".to_owned(), b"abc-123".to_vec())),
+        "the confirmation carries the order's correlation id: {:?}",
+        sent.headers
+    );
+}
+
+#[tokio::test]
+async fn the_payment_handler_books_refuses_and_rejects() {
+    let ledger = Arc::new(Ledger::default());
+    let mut handler = TestHandler::new("payments").with_state(Arc::clone(&ledger));
+
+    let good = handler
+        .handle(TestRecord::json(&Order {
+            id: "p-1".into(),
+            amount: 5,
+        }))
+        .await;
+    assert!(
+        matches!(good.outcome, Outcome::Acknowledged),
+        "{:?}",
+        good.outcome
+    );
+    assert_eq!(ledger.0.load(Ordering::SeqCst), 5);
+
+    let refused = handler
+        .handle(TestRecord::json(&Order {
+            id: "p-2".into(),
+            amount: -1,
+        }))
+        .await;
+    let Outcome::Failed(error) = refused.outcome else {
+        panic!("a negative amount fails: {:?}", refused.outcome);
+    };
+    assert_eq!(error.message(), "negative amount -1 on p-2");
+    assert!(!error.is_retryable());
+
+    let malformed = handler.handle(TestRecord::bytes("{not json")).await;
+    assert!(
+        matches!(malformed.outcome, Outcome::Rejected(_)),
+        "{:?}",
+        malformed.outcome
+    );
+    assert_eq!(
+        ledger.0.load(Ordering::SeqCst),
+        5,
+        "nothing else was booked"
+    );
+}
+
+/// Nacks a busy job, keeps a deferred one's `Ack` for later, and drops the `Ack` of any other.
+#[kafka_listener(
+    id = "jobs",
+    topics = "jobs",
+    group = "jobs",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn run_job(
+    headers: Headers,
+    ack: Ack,
+    State(deferred): State<Arc<std::sync::Mutex<Vec<Ack>>>>,
+) {
+    match headers.get_str("mode") {
+        Some("busy") => ack.nack(Duration::from_secs(5)),
+        Some("defer") => deferred.lock().expect("deferred").push(ack),
+        _ => drop(ack),
+    }
+}
+
+#[tokio::test]
+async fn a_manual_handler_s_nack_deferral_and_dropped_ack_are_told_apart() {
+    let deferred = Arc::new(std::sync::Mutex::new(Vec::<Ack>::new()));
+    let mut handler = TestHandler::new("jobs").with_state(Arc::clone(&deferred));
+    let busy = handler
+        .handle(TestRecord::text("j").header("mode", "busy"))
+        .await;
+    assert!(
+        matches!(busy.outcome, Outcome::Nacked(delay) if delay == Duration::from_secs(5)),
+        "{:?}",
+        busy.outcome
+    );
+    let later = handler
+        .handle(TestRecord::text("j").header("mode", "defer"))
+        .await;
+    assert!(
+        matches!(later.outcome, Outcome::Unsettled),
+        "{:?}",
+        later.outcome
+    );
+    assert_eq!(deferred.lock().expect("deferred").len(), 1);
+    let dropped = handler.handle(TestRecord::text("j")).await;
+    assert!(
+        matches!(dropped.outcome, Outcome::Nacked(delay) if delay.is_zero()),
+        "{:?}",
+        dropped.outcome
     );
 }

@@ -191,6 +191,50 @@ pub(crate) async fn execute(
     }
 }
 
+/// Delivers `record` once to the handler of `spec`, outside any partition task (a handler test):
+/// the outcome, and the acknowledgments its `Ack` gave during the call or before it was dropped.
+#[cfg(feature = "test-util")]
+pub(crate) async fn deliver_once(
+    spec: &ListenerSpec,
+    invoke: fn(&mut RecordContext<'_>) -> Invocation,
+    app: &AppContext,
+    (record, attempt): (&crate::record::ConsumerRecord, u32),
+) -> (Outcome, Vec<AckEvent>) {
+    // Partition tasks are numbered from 1: no token of theirs is taken for this one.
+    const TASK: u64 = 0;
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let ack = spec.ack_mode.is_manual().then(|| {
+        Ack::new(
+            (events.clone(), TASK),
+            std::sync::Arc::clone(&record.topic),
+            record.partition,
+            (record.offset, 0),
+        )
+    });
+    let attempt = Attempt {
+        number: attempt,
+        started: Instant::now(),
+        delivered_by: DeliveredBy {
+            task: TASK,
+            epoch: 0,
+        },
+    };
+    let prepared = prepare(
+        spec,
+        invoke,
+        app,
+        (RecordView::of_record(record), ack),
+        attempt,
+    );
+    let (outcome, settled) = execute(prepared).await;
+    drop(events);
+    let mut acks: Vec<AckEvent> = settled.into_iter().collect();
+    while let Ok(event) = received.try_recv() {
+        acks.push(event);
+    }
+    (outcome, acks)
+}
+
 /// Counts a call of `records` records that ended at `ended` with `outcome`, and measures it.
 pub(crate) fn account(
     metrics: &RecordMetrics,

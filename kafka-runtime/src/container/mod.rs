@@ -15,6 +15,8 @@ mod retry_topics;
 mod tracker;
 
 pub(crate) use delivery::RECORD_SPAN_TARGET;
+#[cfg(feature = "test-util")]
+pub(crate) use delivery::{deliver_once, Outcome};
 pub(crate) use error_handler::{DeadLetterPublisher, ErrorPolicy};
 pub(crate) use retry_topics::RetryTopics;
 

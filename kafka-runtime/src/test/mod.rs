@@ -20,6 +20,10 @@
 //! - break the broker: [`TestKafka::faults`] fails the next requests of a kind with a given
 //!   error, takes the broker down and up, or slows it down.
 //!
+//! And without a broker, [`TestHandler`] runs one listener's handler on a [`TestRecord`] built
+//! in the test and gives what came of it ([`Outcome`]: acknowledged, nacked, failed, rejected)
+//! and what it sent through its template (karafka-testing's way).
+//!
 //! Helpers panic with a message that says what was expected and what was found, so a test reads
 //! as a sequence of steps.
 //!
@@ -52,11 +56,14 @@
 //! ```
 
 mod faults;
+mod handler;
 mod kafka;
 mod produce;
 mod read;
 
 pub use crate::dead_letter::DeadLetter;
+pub use crate::template::SentRecord;
 pub use faults::{BrokerError, Faults, Request};
+pub use handler::{Handled, Outcome, TestHandler, TestRecord};
 pub use kafka::TestKafka;
 pub use produce::Produce;
