@@ -8,9 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{header, produce_spread, read_topic, unique, Cluster, Recorder, PATIENCE};
+use common::{produce_spread, unique, Cluster, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
-use rdkafka::message::Message;
 
 /// Waits until `recorder` holds at least `count` entries.
 async fn wait_for<T: Clone>(recorder: &Recorder<T>, count: usize) {
@@ -228,16 +227,15 @@ async fn a_record_that_keeps_failing_in_a_batch_is_dead_lettered_and_the_rest_ha
         cluster.wait_committed(&group, &topic, &[Some(10)]).await,
         [Some(10)]
     );
-    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].payload(), Some(&b"v3"[..]));
+    let dead = cluster
+        .kit()
+        .dead_letters(&format!("{topic}.DLT"), 1, PATIENCE)
+        .await;
+    assert_eq!(dead[0].record.value.as_deref(), Some(&b"v3"[..]));
+    assert_eq!(dead[0].original_offset, Some(3));
     assert_eq!(
-        header(&dead[0], "kafka_dlt-original-offset"),
-        Some(&3_i64.to_be_bytes()[..])
-    );
-    assert_eq!(
-        header(&dead[0], "kafka_dlt-exception-message"),
-        Some(&b"v3 breaks a rule"[..])
+        dead[0].exception_message.as_deref(),
+        Some("v3 breaks a rule")
     );
     let counts = deliveries(&calls);
     assert_eq!(counts["v3"], 1, "not retryable: delivered once: {counts:?}");
@@ -298,16 +296,14 @@ async fn an_undecodable_record_is_dead_lettered_and_its_batch_delivered_without_
         .map(|n| (n, i64::from(n)))
         .collect();
     assert_eq!(handled, expected, "every record but the poison one");
-    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].payload(), Some(&b"not json"[..]));
-    assert_eq!(dead[0].key(), Some(&b"k4"[..]));
-    let message = header(&dead[0], "kafka_dlt-exception-message").unwrap_or_default();
-    assert!(
-        String::from_utf8_lossy(message).contains("cannot decode"),
-        "{}",
-        String::from_utf8_lossy(message)
-    );
+    let dead = cluster
+        .kit()
+        .dead_letters(&format!("{topic}.DLT"), 1, PATIENCE)
+        .await;
+    assert_eq!(dead[0].record.value.as_deref(), Some(&b"not json"[..]));
+    assert_eq!(dead[0].record.key.as_deref(), Some(&b"k4"[..]));
+    let message = dead[0].exception_message.as_deref().unwrap_or_default();
+    assert!(message.contains("cannot decode"), "{message}");
     app.shutdown().await;
 }
 

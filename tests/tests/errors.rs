@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{header, read_topic, unique, Cluster, Recorder};
+use common::{header, read_topic, unique, Cluster, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
 use kafka_runtime::RunningApplication;
 use rdkafka::message::Message;
@@ -223,12 +223,14 @@ async fn a_non_retryable_error_goes_to_the_dlt_at_once() {
         .send(&topic, "user-x", &invalid)
         .await
         .expect("delivered");
-    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
-    assert_eq!(dead.len(), 1);
+    let dead = cluster
+        .kit()
+        .dead_letters(&format!("{topic}.DLT"), 1, PATIENCE)
+        .await;
     assert_eq!(seen.len(), 1, "no retry for a non-retryable error");
     assert_eq!(
-        header(&dead[0], "kafka_dlt-exception-message"),
-        Some(&b"user_id is not a number"[..])
+        dead[0].exception_message.as_deref(),
+        Some("user_id is not a number")
     );
     assert_eq!(
         cluster.wait_committed(&group, &topic, &[Some(1)]).await,
@@ -257,19 +259,20 @@ async fn an_undecodable_record_goes_to_the_dlt_with_its_raw_bytes_and_the_reason
         .await
         .expect("delivered");
 
-    let dead = read_topic(cluster.bootstrap(), &format!("{topic}.DLT"), 1);
-    assert_eq!(dead.len(), 1);
+    let dead = cluster
+        .kit()
+        .dead_letters(&format!("{topic}.DLT"), 1, PATIENCE)
+        .await;
     assert_eq!(
-        dead[0].payload(),
+        dead[0].record.value.as_deref(),
         Some(&b"\xffnot json"[..]),
         "the raw bytes, undecoded"
     );
     assert_eq!(
-        header(&dead[0], "kafka_dlt-exception-fqcn"),
-        Some(&b"kafka_runtime::extract::Rejection"[..])
+        dead[0].exception_type.as_deref(),
+        Some("kafka_runtime::extract::Rejection")
     );
-    let message =
-        String::from_utf8_lossy(header(&dead[0], "kafka_dlt-exception-message").expect("message"));
+    let message = dead[0].exception_message.as_deref().unwrap_or_default();
     assert!(
         message.contains("Payload") && message.contains("UserEvent"),
         "{message}"

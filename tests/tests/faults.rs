@@ -350,7 +350,7 @@ async fn a_real_broker_stopped_and_restarted_loses_nothing() {
     }
     let broker = OwnBroker::start(&["start"]);
     let bootstrap = broker.bootstrap.clone();
-    let cluster = Cluster::External(bootstrap.clone());
+    let cluster = Cluster::external(&bootstrap);
     let topic = cluster.topic("restart", 2);
     let group = common::unique("restart");
     let seen = Recorder::default();

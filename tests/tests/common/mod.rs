@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kafka_runtime::test::TestKafka;
 use kafka_runtime::{Config, EmbeddedKafka};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -16,70 +17,64 @@ use rdkafka::ClientConfig;
 /// How long a test waits for something that normally takes milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The Kafka cluster a test runs against: the embedded mock cluster by default, or the real
-/// broker at `KAFKA_BOOTSTRAP_SERVERS` (what `scripts/test.sh` starts for its second pass).
-pub enum Cluster {
-    Embedded(EmbeddedKafka),
-    External(String),
+/// The Kafka cluster a test runs against: the kit's [`TestKafka`] from the environment, i.e. a
+/// fresh embedded mock cluster, or the real broker at `KAFKA_BOOTSTRAP_SERVERS` (what
+/// `scripts/test.sh` starts for its second pass).
+pub struct Cluster {
+    kafka: TestKafka,
 }
 
 impl Cluster {
     pub fn start() -> Self {
         init_logging();
-        let cluster = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-            Ok(servers) if !servers.trim().is_empty() => Cluster::External(servers),
-            _ => Cluster::Embedded(EmbeddedKafka::start().expect("embedded cluster starts")),
+        let cluster = Cluster {
+            kafka: TestKafka::from_env(),
         };
         // Shown with the test's output when it fails.
         eprintln!("backend: {}", cluster.describe());
         cluster
     }
 
+    /// The real broker at `bootstrap` (one a test started itself).
+    pub fn external(bootstrap: &str) -> Self {
+        init_logging();
+        Cluster {
+            kafka: TestKafka::connect(bootstrap),
+        }
+    }
+
+    /// The kit's view of the cluster: producing, reading back, dead letters, faults.
+    pub fn kit(&self) -> &TestKafka {
+        &self.kafka
+    }
+
     pub fn describe(&self) -> String {
-        match self {
-            Cluster::Embedded(embedded) => {
-                format!("embedded mock cluster at {}", embedded.bootstrap_servers())
-            }
-            Cluster::External(servers) => format!("external broker at {servers}"),
+        match self.kafka.embedded() {
+            Some(embedded) => format!("embedded mock cluster at {}", embedded.bootstrap_servers()),
+            None => format!("external broker at {}", self.kafka.bootstrap_servers()),
         }
     }
 
     pub fn bootstrap(&self) -> &str {
-        match self {
-            Cluster::Embedded(embedded) => embedded.bootstrap_servers(),
-            Cluster::External(servers) => servers,
-        }
+        self.kafka.bootstrap_servers()
     }
 
     /// The embedded cluster, for tests that inject faults through the mock; `None` on a real broker.
     pub fn embedded(&self) -> Option<&EmbeddedKafka> {
-        match self {
-            Cluster::Embedded(embedded) => Some(embedded),
-            Cluster::External(_) => None,
-        }
+        self.kafka.embedded()
     }
 
     /// Creates a topic with a unique name; on a real broker through the admin API (which fails the
     /// test loudly if the broker cannot be reached).
     pub fn topic(&self, prefix: &str, partitions: i32) -> String {
         let name = unique(prefix);
-        match self {
-            Cluster::Embedded(embedded) => embedded
-                .create_topic(&name, partitions)
-                .expect("topic is created"),
-            Cluster::External(servers) => create_topic(servers, &name, partitions),
-        }
+        self.kafka.create_topic(&name, partitions);
         name
     }
 
-    /// An application on this cluster (sharing the embedded one, so that it can create topics
-    /// there), with `extra` TOML merged into its configuration.
+    /// An application on this cluster, with `extra` TOML merged into its configuration.
     pub fn application(&self, extra: &str) -> kafka_runtime::KafkaApplication {
-        let app = kafka_runtime::KafkaApplication::new(self.config(extra));
-        match self {
-            Cluster::Embedded(embedded) => app.with_embedded(embedded.clone()),
-            Cluster::External(_) => app,
-        }
+        self.kafka.application_with(self.config(extra))
     }
 
     /// Starts `listener` alone, with `extra` TOML, the properties `topic` and `group` (for its
@@ -160,38 +155,6 @@ impl Cluster {
                 return committed;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn create_topic(servers: &str, name: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(15)));
-    // The tests run inside a runtime; the admin call gets its own, on its own thread.
-    let results = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime for the admin call")
-                    .block_on(admin.create_topics([&topic], &options))
-            })
-            .join()
-            .expect("admin thread")
-    })
-    .unwrap_or_else(|error| panic!("cannot create topic {name} on {servers}: {error}"));
-    for result in results {
-        if let Err((topic, code)) = result {
-            panic!("cannot create topic {topic} on {servers}: {code}");
         }
     }
 }
