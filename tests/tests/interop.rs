@@ -236,3 +236,57 @@ async fn our_template_feeds_the_seeds_python_consumer() {
         assert_eq!(record["headers"]["correlation_id"], format!("corr-{n}"));
     }
 }
+
+/// A key lands on the same partition whether the seed's Python producer (aiokafka, murmur2 like
+/// the Java client) or our template sends it: per-key order holds in a fleet where both produce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_lands_on_the_same_partition_from_the_seeds_producer_and_from_the_template() {
+    const KEYS: usize = 1_000;
+    let cluster = Cluster::start();
+    let from_python = cluster.topic("keys-python", 6);
+    let from_rust = cluster.topic("keys-rust", 6);
+
+    let (bootstrap, topic) = (cluster.bootstrap().to_owned(), from_python.clone());
+    let sent = tokio::task::spawn_blocking(move || {
+        seed_client(&["produce", &bootstrap, &topic, &KEYS.to_string()])
+    })
+    .await
+    .expect("producer ran");
+    assert_eq!(sent.lines().count(), KEYS, "{sent}");
+    let template =
+        KafkaTemplate::new(&cluster.config("").kafka, cluster.bootstrap()).expect("template");
+    let keyed = (0..KEYS).map(|n| (format!("user-{n}"), n));
+    for sent in template.send_batch(&from_rust, keyed).await {
+        sent.expect("delivered");
+    }
+
+    let partitions = |records: Vec<ConsumerRecord>| -> std::collections::BTreeMap<String, i32> {
+        records
+            .into_iter()
+            .map(|r| {
+                (
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    r.partition,
+                )
+            })
+            .collect()
+    };
+    let python = partitions(
+        cluster
+            .kit()
+            .read(&from_python, KEYS, common::PATIENCE)
+            .await,
+    );
+    let rust = partitions(cluster.kit().read(&from_rust, KEYS, common::PATIENCE).await);
+    let differing: Vec<&String> = python
+        .iter()
+        .filter(|(key, partition)| rust.get(*key) != Some(partition))
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} of {KEYS} keys land on other partitions, e.g. {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
+    );
+}
