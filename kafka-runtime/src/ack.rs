@@ -115,13 +115,9 @@ impl fmt::Debug for Ack {
 impl Drop for Ack {
     fn drop(&mut self) {
         if !self.done {
-            tracing::warn!(
-                topic = %self.topic,
-                partition = self.partition,
-                offset = self.offset,
-                "Ack dropped without acknowledge() or nack(): the record will be redelivered"
-            );
-            self.send(AckKind::Nack(Duration::ZERO));
+            // Logged by the partition when it counts: a handler that fails drops its Ack on the
+            // way out, and then the failure is what its line says.
+            self.send(AckKind::Dropped);
         }
     }
 }

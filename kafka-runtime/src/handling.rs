@@ -30,6 +30,9 @@ pub(crate) enum AckKind {
     /// Every record of the delivery from this offset up to the event's, inclusive (a batch).
     AckFrom(i64),
     Nack(Duration),
+    /// The `Ack` was dropped unsettled: a nack without delay, reported by the partition only
+    /// when it counts (the handler returned `Ok`; a failure decides otherwise).
+    Dropped,
 }
 
 /// One acknowledgment, as the partition's task receives it.

@@ -454,3 +454,110 @@ delay = "400ms"
     );
     app.shutdown().await;
 }
+
+// --- one log line per failed delivery ---------------------------------------------------------
+
+/// Fails `fail`, drops its `Ack` and returns `Ok` on `forget`, acknowledges the rest.
+#[kafka_listener(
+    id = "ack_holder",
+    topics = "${topic}",
+    group = "${group}",
+    ack_mode = "manual",
+    auto_startup = false
+)]
+async fn ack_holder(
+    Payload(_event): Payload<UserEvent>,
+    Key(key): Key<String>,
+    ack: Ack,
+) -> Result<(), HandlerError> {
+    match key.as_str() {
+        "fail" => Err(HandlerError::non_retryable("refused")),
+        "forget" => {
+            drop(ack);
+            Ok(())
+        }
+        _ => {
+            ack.acknowledge();
+            Ok(())
+        }
+    }
+}
+
+/// The lines a test's own subscriber wrote.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lines")).into_owned()
+    }
+}
+
+impl std::io::Write for Lines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lines").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+
+    fn make_writer(&'a self) -> Lines {
+        self.clone()
+    }
+}
+
+// One thread: the partition tasks log through this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_or_rejected_delivery_does_not_warn_of_a_dropped_ack_a_forgotten_one_does() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let cluster = Cluster::start();
+    let topic = cluster.topic("ackdrop", 1);
+    let group = unique("ackdrop");
+    let app = start(
+        &cluster,
+        "",
+        "ack_holder",
+        &topic,
+        &group,
+        &Recorder::default(),
+    )
+    .await;
+    let kafka = cluster.kit();
+    let event = UserEvent {
+        event_type: "user_created".into(),
+        user_id: "1".into(),
+    };
+    kafka.record(&topic).key("fail").json(&event).await;
+    kafka.record(&topic).key("bad").bytes("not json").await;
+    kafka.record(&topic).key("fine").json(&event).await;
+    kafka.wait_committed(&group, &topic, PATIENCE).await;
+    let logged = lines.text();
+    assert!(
+        !logged.contains("Ack dropped"),
+        "a failed and a rejected delivery say what failed, not that an Ack was dropped:\n{logged}"
+    );
+
+    kafka.record(&topic).key("forget").json(&event).await;
+    let deadline = Instant::now() + PATIENCE;
+    while !lines.text().contains("Ack dropped") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        lines.text().contains("Ack dropped"),
+        "a handler that returned Ok without settling its Ack is told:\n{}",
+        lines.text()
+    );
+    app.shutdown().await;
+}

@@ -125,6 +125,7 @@ impl TestHandler {
             Delivered::Handled if !spec.ack_mode.is_manual() => Outcome::Acknowledged,
             Delivered::Handled => match acks.first().map(|event| event.kind) {
                 Some(AckKind::Nack(delay)) => Outcome::Nacked(delay),
+                Some(AckKind::Dropped) => Outcome::Nacked(Duration::ZERO),
                 Some(_) => Outcome::Acknowledged,
                 None => Outcome::Unsettled,
             },

@@ -476,7 +476,19 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     self.acknowledged(count);
                 }
             }
-            AckKind::Nack(_) if ignoring == Some(delivery) => {}
+            AckKind::Nack(_) | AckKind::Dropped if ignoring == Some(delivery) => {}
+            AckKind::Dropped => {
+                if self.tracker.is_pending(delivery) {
+                    self.ack_dropped(delivery);
+                    self.on_ack(
+                        AckEvent {
+                            kind: AckKind::Nack(Duration::ZERO),
+                            ..event
+                        },
+                        ignoring,
+                    );
+                }
+            }
             AckKind::Nack(delay) => {
                 if !self.tracker.is_pending(delivery) {
                     return;
@@ -494,6 +506,15 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.rewind(delivery.offset, delay);
             }
         }
+    }
+
+    /// A handler returned without settling the `Ack` of `delivery`, and dropped it.
+    fn ack_dropped(&self, delivery: Delivery) {
+        tracing::warn!(
+            listener = self.setup.spec.id,
+            record = %Coordinates(&self.setup.topic, self.setup.partition, delivery.offset),
+            "Ack dropped without acknowledge() or nack(): the record will be redelivered"
+        );
     }
 
     fn acknowledge(&mut self, delivery: Delivery) {

@@ -291,6 +291,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     Some(AckKind::Nack(delay)) if pending => {
                         self.deliver_again(id, attempt.number, delay, lanes);
                     }
+                    Some(AckKind::Dropped) if pending => {
+                        self.ack_dropped(delivery);
+                        self.deliver_again(id, attempt.number, Duration::ZERO, lanes);
+                    }
                     Some(_) => {
                         self.acknowledge(delivery);
                         lanes.advance(id);
@@ -452,7 +456,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     self.acknowledged(count);
                 }
             }
-            AckKind::Nack(delay) if self.tracker.is_pending(delivery) => {
+            AckKind::Nack(_) | AckKind::Dropped if self.tracker.is_pending(delivery) => {
+                let delay = match event.kind {
+                    AckKind::Nack(delay) => delay,
+                    _ => {
+                        self.ack_dropped(delivery);
+                        Duration::ZERO
+                    }
+                };
                 if let Some((id, attempts)) = awaiting {
                     self.deliver_again(id, attempts, delay, lanes);
                 } else if let Some(lane) = lanes.running_head(delivery) {
@@ -460,7 +471,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     lane.nacked = Some(delay);
                 }
             }
-            AckKind::Nack(_) => {}
+            AckKind::Nack(_) | AckKind::Dropped => {}
         }
     }
 
