@@ -196,6 +196,9 @@ impl KafkaApplication {
     /// Starts the listener containers and returns once they are running; records are handled in
     /// the background until [`RunningApplication::shutdown`].
     pub async fn start(self) -> Result<RunningApplication, Error> {
+        for warning in self.config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let registrations = self.select()?;
         self.check_overrides()?;
         let settings = &self.config.kafka;

@@ -141,6 +141,11 @@ pub fn run_with(customize: impl FnOnce(KafkaApplication) -> KafkaApplication) ->
 /// Serves `--print-config` and `--check` (`Err` with the exit code); `Ok` gives the application
 /// back when the service should run.
 pub fn serve_flags(cli: &Cli, app: KafkaApplication) -> Result<KafkaApplication, ExitCode> {
+    if cli.print_config || cli.check {
+        for warning in app.config().warnings() {
+            eprintln!("warning: {warning}");
+        }
+    }
     if cli.print_config {
         for (key, value, source) in app.config().effective() {
             println!("{key} = {value}    # {source}");

@@ -158,3 +158,40 @@ fn print_config_never_shows_a_secret() {
     );
     assert!(!stdout.contains("hunter2") && !text(&output.stderr).contains("hunter2"));
 }
+
+#[test]
+fn librdkafka_properties_are_set_from_the_environment_and_the_command_line() {
+    let (_, output) = run(
+        &[],
+        &[("KAFKA_CONSUMER_PROPERTIES_SESSION_TIMEOUT_MS", "6000")],
+        &[
+            "--set",
+            "kafka.producer.properties.\"linger.ms\"=20",
+            "--set",
+            "kafka.properties.fetch.max.bytes=1048576",
+            "--print-config",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "kafka.consumer.properties.session.timeout.ms = 6000    # environment variable KAFKA_CONSUMER_PROPERTIES_SESSION_TIMEOUT_MS",
+        "kafka.producer.properties.linger.ms = 20    # command line --set",
+        "kafka.properties.fetch.max.bytes = 1048576    # command line --set",
+    ] {
+        assert!(stdout.lines().any(|line| line == expected), "no `{expected}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_variable_that_matches_no_key_is_named_with_the_nearest_key() {
+    let (_, output) = run(&[], &[("KAFKA_LISTENER_CONCURENCY", "4")], &["--check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains(
+            "warning: environment variable KAFKA_LISTENER_CONCURENCY matches no configuration key; did you mean KAFKA_LISTENER_CONCURRENCY?"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -4,10 +4,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Format as _, Toml};
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider};
+use figment::value::{Dict, Value};
+use figment::{Figment, Metadata};
 use serde::Deserialize;
 
+use super::overrides::{key_path, CommandLine, EnvOverrides, COMMAND_LINE, ENV};
 use super::{Config, KafkaSettings, LoggingSettings, ManagementSettings};
 
 /// A configuration that cannot be used, with where the bad value came from.
@@ -62,136 +63,6 @@ struct SpringRoot {
     kafka: Option<KafkaSettings>,
 }
 
-/// Every leaf key that an environment variable may set, relative to the `kafka` tree.
-const ENV_KEYS: &[&str] = &[
-    "bootstrap-servers",
-    "client-id",
-    "producer.acks",
-    "producer.retries",
-    "producer.batch-size",
-    "producer.compression-type",
-    "producer.linger-ms",
-    "producer.key-serializer",
-    "producer.value-serializer",
-    "consumer.group-id",
-    "consumer.auto-offset-reset",
-    "consumer.enable-auto-commit",
-    "consumer.key-deserializer",
-    "consumer.value-deserializer",
-    "consumer.max-poll-records",
-    "listener.ack-mode",
-    "listener.concurrency",
-    "listener.ack-count",
-    "listener.ack-time",
-    "listener.poll-timeout",
-    "listener.max-in-flight",
-    "listener.shutdown-timeout",
-    "listener.revoke-timeout",
-    "listener.correlation-header",
-    "listener.record-span",
-    "listener.type",
-    "listener.ordering",
-    "listener.max-parallel",
-    "retry.topic.enabled",
-    "retry.topic.attempts",
-    "retry.topic.delay",
-    "retry.topic.multiplier",
-    "retry.topic.max-delay",
-    "security.protocol",
-    "ssl.trust-store-location",
-    "ssl.trust-store-type",
-    "ssl.key-store-location",
-    "ssl.key-store-type",
-    "ssl.key-store-password",
-    "ssl.key-password",
-    "embedded.port",
-];
-
-/// Every leaf key outside the `kafka` tree that an environment variable may set.
-const ROOT_ENV_KEYS: &[&str] = &[
-    "management.port",
-    "management.address",
-    "management.statistics-interval",
-    "management.lag-alert-threshold",
-    "management.stuck-timeout",
-    "logging.format",
-    "logging.level",
-];
-
-/// Spring Boot's relaxed binding: `kafka.consumer.group-id` is `KAFKA_CONSUMER_GROUP_ID`.
-pub(crate) fn env_var_name(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c == '.' || c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
-            }
-        })
-        .collect()
-}
-
-/// Environment overrides as a figment provider, so that errors can name the variable.
-struct EnvOverrides {
-    /// (variable, key path under the root, value)
-    values: Vec<(String, String, String)>,
-}
-
-impl EnvOverrides {
-    fn new(tree: &str, vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        let vars: Vec<(String, String)> = vars.into_iter().collect();
-        let mut values = Vec::new();
-        for key in ENV_KEYS {
-            // The `SPRING_KAFKA_*` spelling wins over `KAFKA_*`, as the longer, more specific name.
-            for prefix in ["kafka", "spring.kafka"] {
-                let name = env_var_name(&format!("{prefix}.{key}"));
-                if let Some((_, value)) = vars.iter().find(|(var, _)| *var == name) {
-                    values.retain(|(_, path, _): &(String, String, String)| !path.ends_with(key));
-                    values.push((name, format!("{tree}.{key}"), value.clone()));
-                }
-            }
-        }
-        for key in ROOT_ENV_KEYS {
-            let name = env_var_name(key);
-            if let Some((_, value)) = vars.iter().find(|(var, _)| *var == name) {
-                values.push((name, (*key).to_owned(), value.clone()));
-            }
-        }
-        EnvOverrides { values }
-    }
-}
-
-impl Provider for EnvOverrides {
-    fn metadata(&self) -> Metadata {
-        Metadata::named("environment variable")
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut root = Dict::new();
-        for (_, path, text) in &self.values {
-            let value: Value = text.parse().unwrap_or_else(|_| Value::from(text.clone()));
-            insert(&mut root, path, value);
-        }
-        Ok(Profile::Default.collect(root))
-    }
-}
-
-fn insert(dict: &mut Dict, path: &str, value: Value) {
-    match path.split_once('.') {
-        None => {
-            dict.insert(path.to_owned(), value);
-        }
-        Some((head, rest)) => {
-            let child = dict
-                .entry(head.to_owned())
-                .or_insert_with(|| Value::from(Dict::new()));
-            if let Value::Dict(_, inner) = child {
-                insert(inner, rest, value);
-            }
-        }
-    }
-}
-
 /// Where a configuration comes from, lowest precedence first: defaults, the base file, the
 /// profile's file, the environment, the command line.
 #[derive(Debug, Clone, Default)]
@@ -205,9 +76,6 @@ pub struct Layers {
     /// `key=value` overrides from the command line, e.g. `kafka.listener.concurrency=3`.
     pub overrides: Vec<(String, String)>,
 }
-
-const ENV: &str = "environment variable";
-const COMMAND_LINE: &str = "command line";
 
 /// One file as a provider; `None` if it is optional and missing.
 fn file(path: &Path, required: bool) -> Result<Option<Figment>, ConfigError> {
@@ -243,24 +111,6 @@ fn profile_path(base: &Path, profile: &str) -> std::path::PathBuf {
         .extension()
         .map_or_else(|| "toml".to_owned(), |e| e.to_string_lossy().into_owned());
     base.with_file_name(format!("{stem}-{profile}.{ext}"))
-}
-
-/// Command-line `key=value` overrides as a figment provider.
-struct CommandLine(Vec<(String, String)>);
-
-impl Provider for CommandLine {
-    fn metadata(&self) -> Metadata {
-        Metadata::named(COMMAND_LINE)
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut root = Dict::new();
-        for (key, text) in &self.0 {
-            let value: Value = text.parse().unwrap_or_else(|_| Value::from(text.clone()));
-            insert(&mut root, key, value);
-        }
-        Ok(Profile::Default.collect(root))
-    }
 }
 
 pub(super) fn load_layers(
@@ -306,8 +156,9 @@ fn with_env(
     let env_names: Vec<(String, String)> = env
         .values
         .iter()
-        .map(|(var, path, _)| (var.clone(), path.clone()))
+        .map(|(var, path, _)| (var.clone(), path.join(".")))
         .collect();
+    let warnings = env.unknown.clone();
     let figment = figment.merge(env).merge(CommandLine(overrides.to_vec()));
     let describe = Describe {
         figment: figment.clone(),
@@ -320,6 +171,7 @@ fn with_env(
         fallback,
     )?;
     config.layers = Some(describe);
+    config.warnings = warnings;
     Ok(config)
 }
 
@@ -343,7 +195,7 @@ impl fmt::Debug for Describe {
 impl Describe {
     pub(crate) fn source_of(&self, key: &str) -> String {
         let metadata = (!key.is_empty())
-            .then(|| self.figment.find_metadata(key))
+            .then(|| self.metadata_at(&key_path(key)))
             .flatten();
         let Some(metadata) = metadata else {
             return self.fallback.clone();
@@ -365,6 +217,15 @@ impl Describe {
             // Text given in code (a bundled file) goes by the name it was given.
             _ => self.fallback.clone(),
         }
+    }
+
+    /// Where the value at `path` came from; a path segment may hold dots (a librdkafka key).
+    fn metadata_at(&self, path: &[String]) -> Option<&Metadata> {
+        let mut value = self.figment.find_value("").ok()?;
+        for segment in path {
+            value = value.into_dict()?.remove(segment)?;
+        }
+        self.figment.get_metadata(value.tag())
     }
 
     /// Every key with a value, with its value (secrets redacted) and its source.
@@ -453,6 +314,7 @@ fn extract(
         logging: root.logging,
         source,
         layers: None,
+        warnings: Vec::new(),
     })
 }
 

@@ -27,12 +27,13 @@
 
 pub(crate) mod client;
 mod load;
+mod overrides;
 pub mod security;
 mod values;
 
 pub use client::Properties;
-pub(crate) use load::env_var_name;
 pub use load::{ConfigError, Layers};
+pub(crate) use overrides::env_var_name;
 pub use values::{
     AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, ListenerType, LogFormat,
     OffsetReset, Ordering, PropertyMap, PropertyValue, RecovererKind, SpanLevel,
@@ -562,6 +563,8 @@ pub struct Config {
     pub source: Option<String>,
     /// The layers it was merged from, to tell where each value came from.
     layers: Option<load::Describe>,
+    /// What looked wrong but did not stop loading (a variable that matches no key).
+    warnings: Vec<String>,
 }
 
 impl Config {
@@ -589,6 +592,12 @@ impl Config {
     /// YAML (a Spring Boot `application.yml` with a `spring.kafka` tree loads as is).
     pub fn load_layers(layers: &Layers) -> Result<Self, ConfigError> {
         load::load_layers(layers, std::env::vars())
+    }
+
+    /// What looked wrong but did not stop loading, e.g. a `KAFKA_*` variable that matches no key
+    /// (with the nearest one); the application logs these at startup.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Every key that has a value: `(key, value, source)`, secrets shown as `"<redacted>"`.
