@@ -195,3 +195,44 @@ fn a_variable_that_matches_no_key_is_named_with_the_nearest_key() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_spring_boot_application_yml_loads_as_is() {
+    let yaml = "spring:\n  application:\n    name: orders\n  kafka:\n    bootstrap-servers: embedded\n    \
+                consumer:\n      group-id: orders\n\
+                server:\n  port: 8080\n\
+                management:\n  server:\n    port: 8081\n    address: 127.0.0.1\n  endpoints:\n    web:\n      \
+                exposure:\n        include: health,prometheus\n  endpoint:\n    health:\n      show-details: always\n";
+    let (_, output) = run(&[("application.yml", yaml)], &[], &["--print-config"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line == "management.server.port = 8081    # application.yml"),
+        "{stdout}"
+    );
+    let (_, output) = run(&[("application.yml", yaml)], &[], &["--check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_spring_kafka_key_we_do_not_implement_is_named_as_such_and_a_typo_in_ours_stays_an_error() {
+    let admin = "spring:\n  kafka:\n    admin:\n      fail-fast: true\n";
+    let (_, output) = run(&[("application.yml", admin)], &[], &["--check"]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("spring.kafka.admin")
+            && stderr.contains("a Spring Boot key this runtime does not support"),
+        "{stderr}"
+    );
+    let typo = "[management]\nprot = 8081\n";
+    let (_, output) = run(&[("application.toml", typo)], &[], &["--check"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("unknown key `prot`"),
+        "{}",
+        text(&output.stderr)
+    );
+}

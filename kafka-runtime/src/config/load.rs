@@ -43,8 +43,9 @@ pub enum ConfigError {
     },
 }
 
+/// The trees this runtime reads; any other top-level key (`server`, `spring.application`, ...)
+/// belongs to someone else and is ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Root {
     #[serde(default)]
     kafka: Option<KafkaSettings>,
@@ -57,7 +58,6 @@ struct Root {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SpringRoot {
     #[serde(default)]
     kafka: Option<KafkaSettings>,
@@ -308,14 +308,37 @@ fn extract(
         (None, None) => KafkaSettings::default(),
     };
     validate(&kafka, tree, source_of)?;
+    let management = spring_server(root.management, source_of)?;
     Ok(Config {
         kafka,
-        management: root.management,
+        management,
         logging: root.logging,
         source,
         layers: None,
         warnings: Vec::new(),
     })
+}
+
+/// `management.server.port` / `.address` (Spring Boot's spelling) read as `management.port` /
+/// `.address`; both spellings with different values are an error.
+fn spring_server(
+    mut management: ManagementSettings,
+    source_of: &dyn Fn(&str) -> String,
+) -> Result<ManagementSettings, ConfigError> {
+    if let Some(port) = management.server.port {
+        if management.port.is_some_and(|own| own != port) {
+            return Err(ConfigError::Invalid {
+                source_name: source_of("management.server.port"),
+                key: "management.server.port".to_owned(),
+                message: "differs from management.port; set one of them".to_owned(),
+            });
+        }
+        management.port = Some(port);
+    }
+    if let Some(address) = management.server.address.clone() {
+        management.address = address;
+    }
+    Ok(management)
 }
 
 fn from_figment(error: figment::Error, source_of: &dyn Fn(&str) -> String) -> ConfigError {
@@ -329,7 +352,12 @@ fn from_figment(error: figment::Error, source_of: &dyn Fn(&str) -> String) -> Co
                 }
                 key.push_str(field);
             }
-            format!("unknown key `{field}`, expected one of {}", OneOf(expected))
+            match super::spring::unsupported(&key) {
+                Some(alternative) => {
+                    format!("a Spring Boot key this runtime does not support; {alternative}")
+                }
+                None => format!("unknown key `{field}`, expected one of {}", OneOf(expected)),
+            }
         }
         Kind::Message(text) if error.path.is_empty() => {
             // TOML syntax errors arrive as a bare message with the line and column in it.
@@ -516,6 +544,22 @@ fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spring_boot_s_server_keys_set_the_endpoint_and_foreign_trees_are_ignored() {
+        let text = "[spring.application]\nname = \"orders\"\n[server]\nport = 8080\n\
+                    [management.server]\nport = 8081\naddress = \"127.0.0.1\"\n\
+                    [management.endpoints.web.exposure]\ninclude = \"health\"\n";
+        let config = from_str(text, "application.toml").expect("loads");
+        assert_eq!(config.management.port, Some(8081));
+        assert_eq!(config.management.address, "127.0.0.1");
+        let both = "[management]\nport = 9000\n[management.server]\nport = 8081\n";
+        let error = from_str(both, "application.toml").expect_err("two ports");
+        assert!(
+            error.to_string().contains("management.server.port"),
+            "{error}"
+        );
+    }
 
     fn layers(path: &Path, required: bool) -> Layers {
         Layers {

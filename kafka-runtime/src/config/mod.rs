@@ -29,6 +29,7 @@ pub(crate) mod client;
 mod load;
 mod overrides;
 pub mod security;
+mod spring;
 mod values;
 
 pub use client::Properties;
@@ -510,6 +511,39 @@ pub struct ManagementSettings {
         with = "values::duration"
     )]
     pub stuck_timeout: Duration,
+    /// `server.port` / `server.address`: Spring Boot actuator's spelling of `port` and
+    /// `address`, read as them.
+    #[serde(default)]
+    pub server: ManagementServer,
+    // Spring Boot actuator's trees that configure what this runtime serves its own way; an
+    // `application.yml` that sets them loads as is.
+    #[serde(default, rename = "endpoints")]
+    _endpoints: serde::de::IgnoredAny,
+    #[serde(default, rename = "endpoint")]
+    _endpoint: serde::de::IgnoredAny,
+    #[serde(default, rename = "health")]
+    _health: serde::de::IgnoredAny,
+    #[serde(default, rename = "metrics")]
+    _metrics: serde::de::IgnoredAny,
+    #[serde(default, rename = "info")]
+    _info: serde::de::IgnoredAny,
+    #[serde(default, rename = "prometheus")]
+    _prometheus: serde::de::IgnoredAny,
+    #[serde(default, rename = "tracing")]
+    _tracing: serde::de::IgnoredAny,
+}
+
+/// `[management.server]`: Spring Boot actuator's `management.server.port` and `.address`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ManagementServer {
+    /// `port`: the same as `management.port`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `address`: the same as `management.address`.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 impl ManagementSettings {
@@ -532,6 +566,14 @@ impl Default for ManagementSettings {
             statistics_interval: Self::default_statistics_interval(),
             lag_alert_threshold: None,
             stuck_timeout: Self::default_stuck_timeout(),
+            server: ManagementServer::default(),
+            _endpoints: serde::de::IgnoredAny,
+            _endpoint: serde::de::IgnoredAny,
+            _health: serde::de::IgnoredAny,
+            _metrics: serde::de::IgnoredAny,
+            _info: serde::de::IgnoredAny,
+            _prometheus: serde::de::IgnoredAny,
+            _tracing: serde::de::IgnoredAny,
         }
     }
 }

@@ -61,6 +61,8 @@ const ENV_KEYS: &[&str] = &[
 const ROOT_ENV_KEYS: &[&str] = &[
     "management.port",
     "management.address",
+    "management.server.port",
+    "management.server.address",
     "management.statistics-interval",
     "management.lag-alert-threshold",
     "management.stuck-timeout",
