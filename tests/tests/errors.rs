@@ -92,6 +92,29 @@ max-attempts = 4
     app.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_back_off_spaces_the_deliveries_by_its_interval() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("fixed-backoff", 1);
+    let group = unique("fixed-backoff");
+    let seen = Recorder::<(u32, Instant)>::default();
+    let extra = r#"
+[kafka.listeners.backs_off.error-handler]
+interval = "100ms"
+max-attempts = 5
+"#;
+    let app = start(&cluster, extra, "backs_off", &topic, &group, &seen).await;
+    cluster.kit().record(&topic).text("x").await;
+    let deliveries = seen.wait_for(5).await;
+    let gaps: Vec<Duration> = deliveries.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    eprintln!("gaps {gaps:?}");
+    for gap in &gaps {
+        assert!(*gap >= Duration::from_millis(100), "gaps {gaps:?}");
+        assert!(*gap < Duration::from_millis(250), "gaps {gaps:?}");
+    }
+    app.shutdown().await;
+}
+
 // --- dead-letter topic with Spring's headers -------------------------------------------------
 
 #[kafka_listener(

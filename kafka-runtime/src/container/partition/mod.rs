@@ -81,6 +81,9 @@ struct Failure {
 struct Hold {
     until: Instant,
     seek: Option<i64>,
+    /// The record that failed is kept and delivered again at `until`, before anything after it
+    /// (which is still in the partition's queue): no seek, so no fetch to wait for.
+    redeliver: bool,
 }
 
 pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
@@ -153,7 +156,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         stream: &mut MessageStream<'q, C>,
         stop: &mut watch::Receiver<bool>,
     ) {
+        let mut held: Option<BorrowedMessage<'q>> = None;
         while !*stop.borrow() {
+            if !self.hold.as_ref().is_some_and(|hold| hold.redeliver) {
+                // A rewind replaced the retry of the held record: it will be read again.
+                held = None;
+            }
             let hold = self.hold.as_ref().map(|hold| hold.until);
             let reading =
                 hold.is_none() && self.tracker.in_flight() < self.setup.spec.max_in_flight;
@@ -171,7 +179,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     let first = self.accept(message);
                     match self.setup.spec.invoke {
                         Invoker::Record(invoke) => {
-                            self.read_batch(invoke, first, stream, stop).await;
+                            self.read_batch(invoke, first, (stream, &mut held), stop).await;
                         }
                         Invoker::Batch(invoke) => {
                             self.handle_batch(invoke, first, stream).await;
@@ -179,7 +187,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     }
                 }
                 () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => {
-                    self.release();
+                    match (held.take(), self.setup.spec.invoke) {
+                        (Some(message), Invoker::Record(invoke)) => {
+                            self.hold = None;
+                            let first = self.accept(Ok(message));
+                            self.read_batch(invoke, first, (stream, &mut held), stop).await;
+                        }
+                        _ => self.release(),
+                    }
                 }
             }
         }
@@ -187,11 +202,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
 
     /// Handles `first` and the records that are ready after it, up to `max-poll-records`, then
     /// ends the batch (Spring's "records of one poll").
+    /// A record that fails and is retried in place is kept in `held`.
     async fn read_batch<'q>(
         &mut self,
         invoke: fn(&mut RecordContext<'_>) -> Invocation,
         first: Option<(BorrowedMessage<'q>, Delivery)>,
-        stream: &mut MessageStream<'q, C>,
+        (stream, held): (&mut MessageStream<'q, C>, &mut Option<BorrowedMessage<'q>>),
         stop: &watch::Receiver<bool>,
     ) {
         let spec = Arc::clone(&self.setup.spec);
@@ -206,6 +222,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 let record = RecordView::of_message(&message, &topic);
                 now = self.handle((&spec, invoke), record, delivery, now).await;
                 handled += 1;
+                if self.hold.as_ref().is_some_and(|hold| hold.redeliver) {
+                    *held = Some(message);
+                }
             }
             if self.tracker.in_flight() >= spec.max_in_flight {
                 // Acknowledgments from other tasks may have freed room.
@@ -377,7 +396,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             unrecovered: None,
             recovery_failures: 0,
         });
-        self.rewind(delivery.offset, delay);
+        self.retry_current(delivery.offset, delay);
     }
 
     /// Hands a record to the recoverer; acknowledges it once recovered, else keeps it
@@ -558,6 +577,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     /// Forgets `offset` and what follows, and reads again from it after `delay`: at once, or
     /// with the partition paused meanwhile.
     fn rewind(&mut self, offset: i64, delay: Duration) {
+        if self.hold.as_ref().is_some_and(|hold| hold.redeliver) {
+            // The held record is read again from the seek instead.
+            self.hold = None;
+        }
         self.tracker.rewind(offset);
         let sought = self.seek(offset);
         if sought && delay.is_zero() {
@@ -572,6 +595,20 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         self.hold = Some(Hold {
             until: after(wait),
             seek: (!sought).then_some(offset),
+            redeliver: false,
+        });
+    }
+
+    /// Delivers the record just handled, `offset`, again after `delay`: it is kept (see
+    /// [`Hold::redeliver`]) and nothing after it is read meanwhile. Spring seeks instead; the
+    /// fetch that follows a seek made a 100 ms back-off last 500 ms on the mock cluster
+    /// (`fetch.wait.max.ms`) and 750 ms on tansu.
+    fn retry_current(&mut self, offset: i64, delay: Duration) {
+        self.tracker.rewind(offset);
+        self.hold = Some(Hold {
+            until: after(delay),
+            seek: None,
+            redeliver: true,
         });
     }
 
@@ -586,6 +623,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.hold = Some(Hold {
                     until: after(RECOVERY_RETRY_MIN),
                     seek: Some(offset),
+                    redeliver: false,
                 });
                 return;
             }
