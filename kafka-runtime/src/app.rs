@@ -340,7 +340,14 @@ impl KafkaApplication {
             }
         }
         match &self.only {
-            None => Ok(by_id.into_values().filter(|r| r.auto_startup).collect()),
+            None => Ok(by_id
+                .into_values()
+                .filter(|r| {
+                    let own = self.config.kafka.listeners.get(r.id);
+                    own.and_then(|own| own.auto_startup)
+                        .unwrap_or(r.auto_startup)
+                })
+                .collect()),
             Some(ids) => ids
                 .iter()
                 .map(|id| {
@@ -381,13 +388,19 @@ fn resolve(
         message,
     };
     let placeholders = |text: &str| placeholder::resolve(text, properties).map_err(listener_error);
-    let topics = registration
-        .topics
-        .iter()
-        .map(|topic| placeholders(topic))
-        .collect::<Result<Vec<_>, _>>()?;
-    let group = registration
-        .group
+    // `kafka.listeners."<id>".*` overrides the attribute, which overrides `kafka.listener.*`.
+    let own = settings.listeners.get(registration.id);
+    let topics = match own.and_then(|own| own.topics.as_deref()) {
+        Some(topics) => topics.iter().map(|topic| placeholders(topic)).collect(),
+        None => registration
+            .topics
+            .iter()
+            .map(|topic| placeholders(topic))
+            .collect::<Result<Vec<_>, _>>(),
+    }?;
+    let group = own
+        .and_then(|own| own.group.as_deref())
+        .or(registration.group)
         .map(placeholders)
         .transpose()?
         .or_else(|| settings.consumer.group_id.clone())
@@ -396,7 +409,10 @@ fn resolve(
                 "no consumer group: set `group = \"...\"` on the listener or kafka.consumer.group-id".to_owned(),
             )
         })?;
-    let ack_mode = registration.ack_mode.unwrap_or(settings.listener.ack_mode);
+    let ack_mode = own
+        .and_then(|own| own.ack_mode)
+        .or(registration.ack_mode)
+        .unwrap_or(settings.listener.ack_mode);
     if ack_mode.is_manual() && !registration.takes_ack {
         return Err(listener_error(format!(
             "ack mode `{ack_mode}` needs an `Ack` argument, or no record would ever be committed"
@@ -424,7 +440,6 @@ fn resolve(
             .get(registration.id)
             .map_or_else(|| global.clone(), |own| own.error_handler.or(global)),
     );
-    let own = settings.listeners.get(registration.id);
     let retry_topics = RetryTopics::new(&own.map_or_else(
         || settings.retry.topic.clone(),
         |own| own.retry_topic.or(&settings.retry.topic),
@@ -471,8 +486,9 @@ fn resolve(
         id: registration.id,
         topics,
         group,
-        concurrency: registration
-            .concurrency
+        concurrency: own
+            .and_then(|own| own.concurrency)
+            .or(registration.concurrency)
             .unwrap_or(settings.listener.concurrency),
         ack_mode,
         invoke: registration.invoke,

@@ -236,3 +236,20 @@ fn a_spring_kafka_key_we_do_not_implement_is_named_as_such_and_a_typo_in_ours_st
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_listener_s_attribute_values_are_overridden_by_its_own_config_keys() {
+    let config = "[kafka.listeners.\"user_events::handle_user_event\"]\nconcurrency = 2\n\
+                  group = \"audit\"\ntopics = [\"user-events\", \"admin-events\"]\n";
+    let (_, output) = run(&[("application.toml", config)], &[], &["--check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "listener user_events::handle_user_event: topics [\"user-events\", \"admin-events\"], \
+         group audit, concurrency 2, ack-mode manual\nconfiguration OK\n"
+    );
+    let off = "[kafka.listeners.\"user_events::handle_user_event\"]\nauto-startup = false\n";
+    let (_, output) = run(&[("application.toml", off)], &[], &["--check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "configuration OK\n");
+}

@@ -197,6 +197,21 @@ pub struct ListenerOverrides {
     /// Overrides `listener.max-parallel`.
     #[serde(default)]
     pub max_parallel: Option<u32>,
+    /// Overrides the attribute's `concurrency` (and `listener.concurrency`).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Overrides the attribute's `ack_mode` (and `listener.ack-mode`).
+    #[serde(default)]
+    pub ack_mode: Option<AckMode>,
+    /// Overrides the attribute's `auto_startup`.
+    #[serde(default)]
+    pub auto_startup: Option<bool>,
+    /// Overrides the attribute's `topics` (placeholders allowed).
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    /// Overrides the attribute's `group` (placeholders allowed).
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// `[kafka.listener.error-handler]`: retries of failing records and what happens after the last
