@@ -133,7 +133,8 @@ impl KafkaApplication {
     }
 
     /// Validates the configuration and every listener registration as `start` would, without
-    /// connecting; returns one line per listener that would start.
+    /// connecting; returns, per listener that would start, a line with its topics, group,
+    /// concurrency and ack mode and one with its error handling (or retry topics).
     pub fn check(self) -> Result<Vec<String>, Error> {
         let registrations = self.select()?;
         self.check_overrides()?;
@@ -150,8 +151,16 @@ impl KafkaApplication {
             .iter()
             .map(|registration| {
                 let spec = resolve(registration, &self.config, &self.properties, &app)?;
+                let errors = match &spec.retry_topics {
+                    Some(retry) => spec
+                        .main_topics
+                        .iter()
+                        .map(|main| format!("\n  retry topics: {}", retry.describe(main)))
+                        .collect(),
+                    None => format!("\n  errors: {}", spec.errors.describe(&spec.main_topics)),
+                };
                 Ok(format!(
-                    "listener {}: topics {:?}, group {}, concurrency {}, ack-mode {}",
+                    "listener {}: topics {:?}, group {}, concurrency {}, ack-mode {}{errors}",
                     spec.id, spec.topics, spec.group, spec.concurrency, spec.ack_mode
                 ))
             })

@@ -37,7 +37,24 @@ fn check_accepts_the_bundled_seed_configuration() {
     assert_eq!(
         text(&output.stdout),
         "listener user_events::handle_user_event: topics [\"user-events\"], group my-consumer-group, \
-         concurrency 3, ack-mode manual\nconfiguration OK\n"
+         concurrency 3, ack-mode manual\n  \
+         errors: up to 4 deliveries, exponential back-off 500ms x2 up to 5s, \
+         then dead-letter to user-events.DLT\nconfiguration OK\n"
+    );
+}
+
+#[test]
+fn check_shows_a_listener_s_retry_topics() {
+    let config =
+        "[kafka.retry.topic]\nenabled = true\nattempts = 3\ndelay = \"2s\"\nmultiplier = 3.0\n";
+    let (_, output) = run(&[("application.toml", config)], &[], &["--check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(
+            "  retry topics: user-events-retry-0 after 2s, user-events-retry-1 after 6s, then user-events-dlt\n"
+        ),
+        "{stdout}"
     );
 }
 
@@ -246,7 +263,8 @@ fn a_listener_s_attribute_values_are_overridden_by_its_own_config_keys() {
     assert_eq!(
         text(&output.stdout),
         "listener user_events::handle_user_event: topics [\"user-events\", \"admin-events\"], \
-         group audit, concurrency 2, ack-mode manual\nconfiguration OK\n"
+         group audit, concurrency 2, ack-mode manual\n  \
+         errors: up to 10 deliveries, no back-off, then log and skip\nconfiguration OK\n"
     );
     let off = "[kafka.listeners.\"user_events::handle_user_event\"]\nauto-startup = false\n";
     let (_, output) = run(&[("application.toml", off)], &[], &["--check"]);

@@ -99,6 +99,33 @@ impl ErrorPolicy {
         }
     }
 
+    /// What happens to a failing record of `topics`, as `--check` shows it.
+    pub(crate) fn describe(&self, topics: &[String]) -> String {
+        let back_off = match self.back_off {
+            BackOff::Fixed(interval) if interval.is_zero() => "no back-off".to_owned(),
+            BackOff::Fixed(interval) => format!("fixed back-off {interval:?}"),
+            BackOff::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => format!("exponential back-off {initial:?} x{multiplier} up to {max:?}"),
+        };
+        let recovered = match &self.recoverer {
+            Recoverer::Log => "log and skip".to_owned(),
+            Recoverer::DeadLetter(_) => {
+                let topics: Vec<String> = topics
+                    .iter()
+                    .filter_map(|topic| self.recoverer.dead_letter_topic(topic))
+                    .collect();
+                format!("dead-letter to {}", topics.join(", "))
+            }
+        };
+        format!(
+            "up to {} deliveries, {back_off}, then {recovered}",
+            self.max_attempts
+        )
+    }
+
     /// The wait before the next delivery, after `failed` failed deliveries (1 after the first).
     pub(crate) fn delay(&self, failed: u32) -> Duration {
         match self.back_off {

@@ -58,6 +58,21 @@ impl RetryTopics {
             .collect()
     }
 
+    /// The chain of `main`'s topics, as `--check` shows it.
+    pub(crate) fn describe(&self, main: &str) -> String {
+        let mut stage = Stage {
+            main: main.to_owned(),
+            index: 0,
+        };
+        let mut steps = Vec::new();
+        while let Some((topic, delay)) = self.next(&stage) {
+            steps.push(format!("{topic} after {delay:?}"));
+            stage.index += 1;
+        }
+        steps.push(format!("then {}", Self::dead_letter_topic(main)));
+        steps.join(", ")
+    }
+
     /// The dead-letter topic of `main`.
     pub(crate) fn dead_letter_topic(main: &str) -> String {
         format!("{main}-dlt")
