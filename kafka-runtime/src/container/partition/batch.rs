@@ -224,7 +224,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     settled: None,
                     ended: Instant::now(),
                 };
-                self.settle(&spec, failed, record, failing, attempt).await;
+                // The records after it were read with it: a retry seeks back to it.
+                self.settle(&spec, failed, (record, false), failing, attempt)
+                    .await;
                 let recovered = self.failure.is_none() && !self.tracker.is_pending(failing);
                 if recovered && index + 1 < kept.len() {
                     self.rewind(failing.offset + 1, Duration::ZERO);

@@ -81,9 +81,10 @@ struct Failure {
 struct Hold {
     until: Instant,
     seek: Option<i64>,
-    /// The record that failed is kept and delivered again at `until`, before anything after it
-    /// (which is still in the partition's queue): no seek, so no fetch to wait for.
-    redeliver: bool,
+    /// The record that failed, at this offset, is kept and delivered again at `until`, before
+    /// anything after it (which is still in the partition's queue): no seek, so no fetch to wait
+    /// for.
+    redeliver: Option<i64>,
 }
 
 pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
@@ -158,7 +159,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     ) {
         let mut held: Option<BorrowedMessage<'q>> = None;
         while !*stop.borrow() {
-            if !self.hold.as_ref().is_some_and(|hold| hold.redeliver) {
+            if self
+                .hold
+                .as_ref()
+                .is_none_or(|hold| hold.redeliver.is_none())
+            {
                 // A rewind replaced the retry of the held record: it will be read again.
                 held = None;
             }
@@ -222,7 +227,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 let record = RecordView::of_message(&message, &topic);
                 now = self.handle((&spec, invoke), record, delivery, now).await;
                 handled += 1;
-                if self.hold.as_ref().is_some_and(|hold| hold.redeliver) {
+                if self
+                    .hold
+                    .as_ref()
+                    .is_some_and(|hold| hold.redeliver.is_some())
+                {
                     *held = Some(message);
                 }
             }
@@ -321,7 +330,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 matches!(delivered.outcome, Outcome::Handled),
                 delivered.ended,
             );
-            self.settle(spec, delivered, record, delivery, attempt.number)
+            // Nothing after the record was read: it can be kept for its retry.
+            self.settle(spec, delivered, (record, true), delivery, attempt.number)
                 .await;
             // Settling a failure may have published to a dead-letter topic meanwhile.
             if handled {
@@ -341,7 +351,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         Delivered {
             outcome, settled, ..
         }: Delivered,
-        record: RecordView<'_>,
+        (record, keep_for_retry): (RecordView<'_>, bool),
         delivery: Delivery,
         attempt: u32,
     ) {
@@ -396,7 +406,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             unrecovered: None,
             recovery_failures: 0,
         });
-        self.retry_current(delivery.offset, delay);
+        if keep_for_retry {
+            self.retry_current(delivery.offset, delay);
+        } else {
+            self.rewind(delivery.offset, delay);
+        }
     }
 
     /// Hands a record to the recoverer; acknowledges it once recovered, else keeps it
@@ -577,7 +591,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     /// Forgets `offset` and what follows, and reads again from it after `delay`: at once, or
     /// with the partition paused meanwhile.
     fn rewind(&mut self, offset: i64, delay: Duration) {
-        if self.hold.as_ref().is_some_and(|hold| hold.redeliver) {
+        if self
+            .hold
+            .as_ref()
+            .is_some_and(|hold| hold.redeliver.is_some())
+        {
             // The held record is read again from the seek instead.
             self.hold = None;
         }
@@ -595,7 +613,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         self.hold = Some(Hold {
             until: after(wait),
             seek: (!sought).then_some(offset),
-            redeliver: false,
+            redeliver: None,
         });
     }
 
@@ -608,7 +626,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         self.hold = Some(Hold {
             until: after(delay),
             seek: None,
-            redeliver: true,
+            redeliver: Some(offset),
         });
     }
 
@@ -617,13 +635,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let Some(hold) = self.hold.take() else {
             return;
         };
-        if let Some(offset) = hold.seek {
+        // A record to deliver again that was not kept is read again from its offset.
+        if let Some(offset) = hold.seek.or(hold.redeliver) {
             if !self.seek(offset) {
                 // Reading on would skip records: stay paused and try again.
                 self.hold = Some(Hold {
                     until: after(RECOVERY_RETRY_MIN),
                     seek: Some(offset),
-                    redeliver: false,
+                    redeliver: None,
                 });
                 return;
             }
