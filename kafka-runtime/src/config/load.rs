@@ -8,7 +8,7 @@ use figment::value::{Dict, Value};
 use figment::{Figment, Metadata};
 use serde::Deserialize;
 
-use super::overrides::{key_path, CommandLine, EnvOverrides, COMMAND_LINE, ENV};
+use super::overrides::{distance, key_path, CommandLine, EnvOverrides, COMMAND_LINE, ENV};
 use super::{Config, KafkaSettings, LoggingSettings, ManagementSettings};
 
 /// A configuration that cannot be used, with where the bad value came from.
@@ -287,11 +287,46 @@ fn tree_of(figment: &Figment) -> &'static str {
     }
 }
 
+/// The top-level trees this runtime reads, and those under `spring`.
+const ROOTS: [&str; 4] = ["kafka", "spring", "management", "logging"];
+const SPRING_ROOTS: [&str; 1] = ["kafka"];
+
+/// Keys outside the trees read here are someone else's and ignored, unless they look like a
+/// typo of one of ours (`kafak`).
+fn check_roots(figment: &Figment, source_of: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let near = |path: &str, roots: &[&str]| -> Result<(), ConfigError> {
+        let Ok(Value::Dict(_, dict)) = figment.find_value(path) else {
+            return Ok(());
+        };
+        for key in dict.keys() {
+            if let Some(meant) = roots
+                .iter()
+                .find(|root| *root != key && distance(key, root) <= 2)
+            {
+                let key = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                return Err(ConfigError::Invalid {
+                    source_name: source_of(&key),
+                    message: format!("unknown key; did you mean `{meant}`?"),
+                    key,
+                });
+            }
+        }
+        Ok(())
+    };
+    near("", &ROOTS)?;
+    near("spring", &SPRING_ROOTS)
+}
+
 fn extract(
     figment: Figment,
     source_of: &dyn Fn(&str) -> String,
     source: Option<String>,
 ) -> Result<Config, ConfigError> {
+    check_roots(&figment, source_of)?;
     let tree = tree_of(&figment);
     let root: Root = figment
         .extract()

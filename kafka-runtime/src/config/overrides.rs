@@ -181,7 +181,8 @@ fn nearest<'k>(var: &str, known: &'k [String]) -> &'k str {
         .map_or("", String::as_str)
 }
 
-fn distance(a: &str, b: &str) -> usize {
+/// Edit distance between `a` and `b`.
+pub(super) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
