@@ -100,6 +100,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         })
     });
     let types: Vec<&Type> = arguments.iter().map(|a| a.ty).collect();
+    let ack_checks = ack_checks(&args, &types, &from);
     let call_result = match &sig.output {
         ReturnType::Default => quote!(__result),
         ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
@@ -116,9 +117,17 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     };
 
     let name_str = name.to_string();
+    // At the function's name: a handler whose future is not `Send` is reported there.
+    let boxed = quote_spanned! {name.span()=> ::kafka_runtime::__private::boxed_handler};
+    let future = quote_spanned! {name.span()=>
+        async move {
+            let __result = #name(#(#vars),*).await;
+            #call_result
+        }
+    };
     let id = match &args.id {
         Some(id) => quote!(#id),
-        None => quote!(::core::concat!(::core::module_path!(), "::", #name_str)),
+        None => quote!(#name_str),
     };
     let topics = &args.topics;
     let group = option(args.group.as_ref().map(|g| quote!(#g)));
@@ -143,16 +152,15 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
 
         #(#payload_checks)*
 
+        #ack_checks
+
         #[doc(hidden)]
         #[allow(non_snake_case)]
         fn #invoke(
             __ctx: &mut ::kafka_runtime::__private::#context<'_>,
         ) -> ::kafka_runtime::__private::Invocation {
             #(#extractions)*
-            ::kafka_runtime::__private::Invocation::Run(::std::boxed::Box::pin(async move {
-                let __result = #name(#(#vars),*).await;
-                #call_result
-            }))
+            ::kafka_runtime::__private::Invocation::Run(#boxed(#future))
         }
 
         #[doc(hidden)]
@@ -166,20 +174,63 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
 
         ::kafka_runtime::__private::inventory::submit! {
             ::kafka_runtime::__private::ListenerRegistration::new(
-                #id,
-                ::core::concat!(::core::module_path!(), "::", #name_str),
-                &[#(#topics),*],
-                #group,
-                #concurrency,
-                #ack_mode,
-                #ordering,
-                #auto_startup,
-                false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
-                ::kafka_runtime::__private::Invoker::#invoker(#invoke),
-                #check,
+                ::kafka_runtime::__private::ListenerDeclaration {
+                    id: #id,
+                    function: ::core::concat!(::core::module_path!(), "::", #name_str),
+                    topics: &[#(#topics),*],
+                    group: #group,
+                    concurrency: #concurrency,
+                    ack_mode: #ack_mode,
+                    ordering: #ordering,
+                    auto_startup: #auto_startup,
+                    takes_ack: false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
+                    invoke: ::kafka_runtime::__private::Invoker::#invoker(#invoke),
+                    check: #check,
+                }
             )
         }
     })
+}
+
+/// Compile-time checks of the `Ack` arguments, by type (an alias or a custom extractor that
+/// takes the `Ack` counts): at most one, and, when `ack_mode` is written in the attribute, one
+/// exactly in the manual modes and none in the others. Each fails at the user's token.
+fn ack_checks(args: &ListenerArgs, types: &[&Type], from: &TokenStream) -> TokenStream {
+    let takes_ack = |ty: &Type| quote!(<#ty as ::kafka_runtime::__private::#from>::TAKES_ACK);
+    let mut checks = Vec::new();
+    for (index, ty) in types.iter().enumerate().skip(1) {
+        let earlier = types[..index].iter().map(|earlier| takes_ack(earlier));
+        let this = takes_ack(ty);
+        checks.push(quote_spanned! {ty.span()=>
+            const _: () = ::core::assert!(
+                !(#this && (false #(|| #earlier)*)),
+                "only one `Ack` argument: a record is acknowledged once"
+            );
+        });
+    }
+    if let Some(mode) = &args.ack_mode {
+        let manual = mode.to_string().starts_with("Manual");
+        let any = types.iter().map(|ty| takes_ack(ty));
+        if manual {
+            checks.push(quote_spanned! {mode.span()=>
+                const _: () = ::core::assert!(
+                    false #(|| #any)*,
+                    "a manual ack mode needs an `Ack` argument: without one no record would ever be committed"
+                );
+            });
+        } else {
+            for ty in types {
+                let this = takes_ack(ty);
+                checks.push(quote_spanned! {ty.span()=>
+                    const _: () = ::core::assert!(
+                        !#this,
+                        "an `Ack` argument needs ack_mode = \"manual\" or \"manual_immediate\"; in the other modes records are acknowledged for the handler"
+                    );
+                });
+            }
+        }
+    }
+    quote!(#(#checks)*)
 }
 
 fn option(value: Option<TokenStream>) -> TokenStream {
@@ -189,10 +240,9 @@ fn option(value: Option<TokenStream>) -> TokenStream {
     }
 }
 
-/// The arguments, with the checks that need the syntax: no `self`, no `impl Trait`, one `Ack`.
+/// The arguments, with the checks that need the syntax: no `self`, no `impl Trait`.
 fn arguments(function: &ItemFn) -> syn::Result<Vec<Argument<'_>>> {
     let mut arguments = Vec::new();
-    let mut ack_seen = false;
     for (index, input) in function.sig.inputs.iter().enumerate() {
         let typed = match input {
             FnArg::Receiver(receiver) => {
@@ -208,15 +258,6 @@ fn arguments(function: &ItemFn) -> syn::Result<Vec<Argument<'_>>> {
                 ty,
                 "`#[kafka_listener]` arguments need concrete types, not `impl Trait`",
             ));
-        }
-        if last_segment(&typed.ty).is_some_and(|s| s.ident == "Ack" || s.ident == "BatchAck") {
-            if ack_seen {
-                return Err(syn::Error::new_spanned(
-                    &typed.ty,
-                    "only one `Ack` argument: a record is acknowledged once",
-                ));
-            }
-            ack_seen = true;
         }
         arguments.push(Argument {
             name: pattern_name(&typed.pat).unwrap_or_else(|| format!("#{}", index + 1)),

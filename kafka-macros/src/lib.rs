@@ -17,7 +17,7 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// Keys: `topics` (a string or a list of strings, required), `group`, `id` (default: the
-/// function's path), `concurrency`, `ack_mode` (`record`, `batch`, `time`, `count`, `count_time`,
+/// function's name), `concurrency`, `ack_mode` (`record`, `batch`, `time`, `count`, `count_time`,
 /// `manual`, `manual_immediate`), `auto_startup` (default `true`), `batch` (default: whether an
 /// argument is a `Batch<T>` or a `BatchAck`), `ordering` (`partition`, `key`, `none`).
 ///

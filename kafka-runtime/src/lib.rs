@@ -92,7 +92,9 @@ pub mod __private {
     pub use crate::batch::{BatchContext, FromBatch};
     pub use crate::config::AckMode;
     pub use crate::extract::{FromRecord, RecordContext};
-    pub use crate::listener::{IntoHandlerResult, Invocation, Invoker, ListenerRegistration};
+    pub use crate::listener::{
+        IntoHandlerResult, Invocation, Invoker, ListenerDeclaration, ListenerRegistration,
+    };
     pub use crate::AppContext;
     pub use inventory;
 
@@ -108,6 +110,15 @@ pub mod __private {
         ctx: &mut BatchContext<'_>,
     ) -> Result<T, crate::extract::Rejection> {
         T::from_batch(ctx)
+    }
+
+    /// A handler's future, boxed for the container. Called at the handler's name, so that a
+    /// future that is not `Send` is reported there, with the value held across the `.await`.
+    pub fn boxed_handler<F>(future: F) -> crate::listener::HandlerFuture
+    where
+        F: std::future::Future<Output = Result<(), crate::listener::HandlerError>> + Send + 'static,
+    {
+        Box::pin(future)
     }
 
     /// Asserts at the payload type's span that it can be deserialized.

@@ -50,22 +50,38 @@ pub struct ListenerRegistration {
     pub(crate) check: fn(&AppContext) -> Result<(), String>,
 }
 
+/// What the macro declares of one listener; not public API.
+#[doc(hidden)]
+pub struct ListenerDeclaration {
+    pub id: &'static str,
+    pub function: &'static str,
+    pub topics: &'static [&'static str],
+    pub group: Option<&'static str>,
+    pub concurrency: Option<u32>,
+    pub ack_mode: Option<AckMode>,
+    pub ordering: Option<Ordering>,
+    pub auto_startup: bool,
+    pub takes_ack: bool,
+    pub invoke: Invoker,
+    pub check: fn(&AppContext) -> Result<(), String>,
+}
+
 impl ListenerRegistration {
     #[doc(hidden)]
-    #[allow(clippy::too_many_arguments)]
-    pub const fn new(
-        id: &'static str,
-        function: &'static str,
-        topics: &'static [&'static str],
-        group: Option<&'static str>,
-        concurrency: Option<u32>,
-        ack_mode: Option<AckMode>,
-        ordering: Option<Ordering>,
-        auto_startup: bool,
-        takes_ack: bool,
-        invoke: Invoker,
-        check: fn(&AppContext) -> Result<(), String>,
-    ) -> Self {
+    pub const fn new(declared: ListenerDeclaration) -> Self {
+        let ListenerDeclaration {
+            id,
+            function,
+            topics,
+            group,
+            concurrency,
+            ack_mode,
+            ordering,
+            auto_startup,
+            takes_ack,
+            invoke,
+            check,
+        } = declared;
         ListenerRegistration {
             id,
             function,
@@ -81,7 +97,7 @@ impl ListenerRegistration {
         }
     }
 
-    /// The listener id: the `id` attribute, or the handler's path.
+    /// The listener id: the `id` attribute, or the handler function's name.
     pub fn id(&self) -> &'static str {
         self.id
     }

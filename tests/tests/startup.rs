@@ -9,11 +9,13 @@ use common::Cluster;
 use kafka_runtime::prelude::*;
 use kafka_runtime::{Config, Error};
 
+// With `ack_mode` written in the attribute these two are compile errors (tests/ui); with the
+// ack mode from configuration (`kafka.listeners."<id>".ack-mode` below, or the default `batch`)
+// startup refuses them.
 #[kafka_listener(
     id = "manual_without_ack",
     topics = "t",
     group = "g",
-    ack_mode = "manual",
     auto_startup = false
 )]
 async fn manual_without_ack(Payload(_value): Payload<String>) {}
@@ -22,7 +24,6 @@ async fn manual_without_ack(Payload(_value): Payload<String>) {}
     id = "ack_in_record_mode",
     topics = "t",
     group = "g",
-    ack_mode = "record",
     auto_startup = false
 )]
 async fn ack_in_record_mode(ack: Ack) {
@@ -59,7 +60,7 @@ async fn unset_placeholder(Payload(_value): Payload<String>) {}
 
 async fn start_error(cluster: &Cluster, listener: &str) -> String {
     let result = cluster
-        .application("")
+        .application("[kafka.listeners.manual_without_ack]\nack-mode = \"manual\"\n")
         .with_listeners([listener])
         .start()
         .await;
