@@ -33,6 +33,9 @@ pub struct Cli {
     /// Print the effective configuration (secrets redacted) and where each value came from, then exit
     #[arg(long)]
     pub print_config: bool,
+    /// With --print-config: also every unset key's default, and whether the embedded cluster runs
+    #[arg(long, requires = "print_config")]
+    pub all: bool,
     /// Validate the configuration and the listener registrations, then exit
     #[arg(long)]
     pub check: bool,
@@ -147,8 +150,21 @@ pub fn serve_flags(cli: &Cli, app: KafkaApplication) -> Result<KafkaApplication,
         }
     }
     if cli.print_config {
-        for (key, value, source) in app.config().effective() {
+        let config = app.config();
+        let keys = if cli.all {
+            config.effective_all()
+        } else {
+            config.effective()
+        };
+        for (key, value, source) in keys {
             println!("{key} = {value}    # {source}");
+        }
+        if cli.all && config.uses_embedded_broker() {
+            let at = config.kafka.embedded.port.map_or_else(
+                || "on a free port, logged at startup".to_owned(),
+                |port| format!("at 127.0.0.1:{port}"),
+            );
+            println!("# no kafka.bootstrap-servers: an embedded Kafka cluster starts {at}");
         }
         return Err(ExitCode::SUCCESS);
     }

@@ -268,3 +268,33 @@ fn a_listener_s_attribute_values_are_overridden_by_its_own_config_keys() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "configuration OK\n");
 }
+
+#[test]
+fn print_config_all_shows_every_default_and_the_embedded_cluster() {
+    let config = "[kafka.listener]\nconcurrency = 2\n";
+    let (_, output) = run(
+        &[("application.toml", config)],
+        &[("KAFKA_EMBEDDED_PORT", "19092")],
+        &["--print-config", "--all"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "kafka.listener.concurrency = 2    # application.toml",
+        "kafka.listener.ack-time = \"5s\"    # default",
+        "kafka.listener.error-handler.max-attempts = 10    # default",
+        "kafka.consumer.max-poll-records = 500    # default",
+        "management.stuck-timeout = \"60s\"    # default",
+        "kafka.embedded.port = 19092    # environment variable KAFKA_EMBEDDED_PORT",
+        "# no kafka.bootstrap-servers: an embedded Kafka cluster starts at 127.0.0.1:19092",
+    ] {
+        assert!(
+            stdout.lines().any(|line| line == expected),
+            "no `{expected}` in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("kafka.listener.concurrency = 1"),
+        "a set key is shown once, with its value:\n{stdout}"
+    );
+}

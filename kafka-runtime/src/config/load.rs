@@ -228,6 +228,25 @@ impl Describe {
         self.figment.get_metadata(value.tag())
     }
 
+    /// [`effective`](Describe::effective), plus the default of every key left unset.
+    pub(crate) fn effective_all(&self) -> Vec<(String, String, String)> {
+        let defaults = Figment::from(Toml::string(&super::defaults::under(tree_of(
+            &self.figment,
+        ))));
+        let mut all = self.effective();
+        let mut leaves = Vec::new();
+        if let Ok(Value::Dict(_, root)) = defaults.find_value("") {
+            flatten("", &root, &mut leaves);
+        }
+        for (key, value) in leaves {
+            if !all.iter().any(|(set, _, _)| *set == key) {
+                all.push((key, value, "default".to_owned()));
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Every key with a value, with its value (secrets redacted) and its source.
     pub(crate) fn effective(&self) -> Vec<(String, String, String)> {
         let mut leaves = Vec::new();

@@ -26,6 +26,7 @@
 //! Every error names the source (file or variable), the key path and what was expected.
 
 pub(crate) mod client;
+mod defaults;
 mod load;
 mod overrides;
 pub mod security;
@@ -655,6 +656,15 @@ impl Config {
     /// (with the nearest one); the application logs these at startup.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Every key with its value and where it came from, the defaults of unset keys included
+    /// (their source `default`), sorted by key; secrets redacted.
+    pub fn effective_all(&self) -> Vec<(String, String, String)> {
+        self.layers
+            .as_ref()
+            .map(load::Describe::effective_all)
+            .unwrap_or_default()
     }
 
     /// Every key that has a value: `(key, value, source)`, secrets shown as `"<redacted>"`.
