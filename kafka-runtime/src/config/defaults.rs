@@ -103,3 +103,46 @@ mod tests {
         assert_eq!(written.logging.format, default.logging.format);
     }
 }
+
+#[cfg(test)]
+mod env_tests {
+    use figment::providers::{Format as _, Toml};
+    use figment::value::Value;
+    use figment::Figment;
+
+    use super::*;
+    use crate::config::overrides::{env_var_name, EnvOverrides};
+
+    /// The keys of the written defaults, as `a.b.c`.
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Dict(_, dict) => {
+                for (key, value) in dict {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    leaves(&path, value, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    #[test]
+    fn every_key_with_a_default_can_be_set_from_the_environment() {
+        let root = Figment::from(Toml::string(&under("kafka")))
+            .find_value("")
+            .expect("defaults parse");
+        let mut keys = Vec::new();
+        leaves("", &root, &mut keys);
+        let vars: Vec<(String, String)> = keys
+            .iter()
+            .map(|key| (env_var_name(key), "1".to_owned()))
+            .collect();
+        let env = EnvOverrides::new("kafka", vars);
+        assert!(env.unknown.is_empty(), "{:#?}", env.unknown);
+        assert_eq!(env.values.len(), keys.len());
+    }
+}
