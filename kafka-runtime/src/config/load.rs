@@ -448,151 +448,20 @@ impl fmt::Display for OneOf<'_> {
     }
 }
 
+/// The settings' own checks (`validate.rs`), with the key named in the tree and its source.
 fn validate(
     kafka: &KafkaSettings,
     tree: &str,
     source_of: &dyn Fn(&str) -> String,
 ) -> Result<(), ConfigError> {
-    let invalid = |key: &str, message: String| {
-        let key = format!("{tree}.{key}");
+    kafka.validate().map_err(|problem| {
+        let key = format!("{tree}.{}", problem.key);
         ConfigError::Invalid {
             source_name: source_of(&key),
             key,
-            message,
+            message: problem.message,
         }
-    };
-    if let Err(problem) =
-        super::security::validate(kafka.security.protocol, &kafka.ssl, &kafka.properties)
-    {
-        return Err(invalid(&problem.key, problem.message));
-    }
-    if kafka.consumer.enable_auto_commit == Some(true) {
-        return Err(invalid(
-            "consumer.enable-auto-commit",
-            format!(
-                "`true` is impossible with ack-mode `{}`: the container commits offsets itself; \
-                 remove the key or set it to false",
-                kafka.listener.ack_mode
-            ),
-        ));
-    }
-    if let Some(value) = kafka
-        .consumer
-        .properties
-        .get("enable.auto.commit")
-        .or_else(|| kafka.properties.get("enable.auto.commit"))
-    {
-        if value.to_string() == "true" {
-            return Err(invalid(
-                "consumer.properties.enable.auto.commit",
-                "`true` is impossible: the container commits offsets according to listener.ack-mode".to_owned(),
-            ));
-        }
-    }
-    let at_least_one = [
-        ("listener.concurrency", kafka.listener.concurrency),
-        ("listener.ack-count", kafka.listener.ack_count),
-        ("listener.max-in-flight", kafka.listener.max_in_flight),
-        ("consumer.max-poll-records", kafka.consumer.max_poll_records),
-    ];
-    for (key, value) in at_least_one {
-        if value == 0 {
-            return Err(invalid(
-                key,
-                "expected a number of at least 1, found 0".to_owned(),
-            ));
-        }
-    }
-    let handlers = std::iter::once((
-        "listener.error-handler".to_owned(),
-        &kafka.listener.error_handler,
-    ))
-    .chain(kafka.listeners.iter().map(|(id, own)| {
-        (
-            format!("listeners.\"{id}\".error-handler"),
-            &own.error_handler,
-        )
-    }));
-    for (path, handler) in handlers {
-        if handler.max_attempts == Some(0) {
-            return Err(invalid(
-                &format!("{path}.max-attempts"),
-                "expected a number of deliveries of at least 1, found 0".to_owned(),
-            ));
-        }
-        if let Some(multiplier) = handler.multiplier.filter(|m| !(m.is_finite() && *m >= 1.0)) {
-            return Err(invalid(
-                &format!("{path}.multiplier"),
-                format!("expected a number of at least 1.0, found {multiplier}"),
-            ));
-        }
-        if let Some(topic) = handler
-            .dead_letter_topic
-            .as_ref()
-            .filter(|t| t.trim().is_empty())
-        {
-            return Err(invalid(
-                &format!("{path}.dead-letter-topic"),
-                format!("expected a topic name (`{{topic}}` stands for the record's topic), found `{topic}`"),
-            ));
-        }
-    }
-    let retry_topics = std::iter::once(("retry.topic".to_owned(), &kafka.retry.topic)).chain(
-        kafka
-            .listeners
-            .iter()
-            .map(|(id, own)| (format!("listeners.\"{id}\".retry-topic"), &own.retry_topic)),
-    );
-    for (path, retry) in retry_topics {
-        if retry.attempts.is_some_and(|attempts| attempts < 2) {
-            return Err(invalid(
-                &format!("{path}.attempts"),
-                "expected at least 2 deliveries (the first and one retry)".to_owned(),
-            ));
-        }
-        if let Some(multiplier) = retry.multiplier.filter(|m| !(m.is_finite() && *m >= 1.0)) {
-            return Err(invalid(
-                &format!("{path}.multiplier"),
-                format!("expected a number of at least 1.0, found {multiplier}"),
-            ));
-        }
-    }
-    for (index, topic) in kafka.topics.iter().enumerate() {
-        if topic.name.trim().is_empty() {
-            return Err(invalid(
-                &format!("topics[{index}].name"),
-                "expected a topic name".to_owned(),
-            ));
-        }
-        if topic.partitions < 1 {
-            return Err(invalid(
-                &format!("topics[{index}].partitions"),
-                format!("expected at least 1 partition, found {}", topic.partitions),
-            ));
-        }
-        if topic.replication_factor < 1 {
-            return Err(invalid(
-                &format!("topics[{index}].replication-factor"),
-                format!(
-                    "expected at least 1 replica, found {}",
-                    topic.replication_factor
-                ),
-            ));
-        }
-    }
-    if kafka.listener.ack_time.is_zero() {
-        return Err(invalid(
-            "listener.ack-time",
-            "expected a duration above zero".to_owned(),
-        ));
-    }
-    if kafka.listener.poll_timeout.is_zero() {
-        return Err(invalid(
-            "listener.poll-timeout",
-            "expected a duration above zero".to_owned(),
-        ));
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod load;
 mod overrides;
 pub mod security;
 mod spring;
+mod validate;
 mod values;
 
 pub use client::Properties;
