@@ -58,14 +58,14 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     let (context, extract, from, invoker) = if batch {
         (
             quote!(BatchContext),
-            quote!(extract_batch),
+            quote!(from_batch),
             quote!(FromBatch),
             quote!(Batch),
         )
     } else {
         (
             quote!(RecordContext),
-            quote!(extract),
+            quote!(from_record),
             quote!(FromRecord),
             quote!(Record),
         )
@@ -81,8 +81,10 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     let extractions = arguments.iter().zip(&vars).map(|(argument, var)| {
         let ty = argument.ty;
         let arg_name = &argument.name;
+        // Spelled like the registration's other uses of the trait, at the same token: an
+        // argument that is not an extractor is reported once.
         let extract = quote_spanned! {ty.span()=>
-            ::kafka_runtime::__private::#extract::<#ty>(__ctx)
+            <#ty as ::kafka_runtime::__private::#from>::#extract(__ctx)
         };
         quote! {
             let #var = match #extract {

@@ -98,22 +98,8 @@ pub mod __private {
     pub use crate::AppContext;
     pub use inventory;
 
-    /// Asserts at the argument's span that `T` is an extractor.
-    pub fn extract<T: FromRecord>(
-        ctx: &mut RecordContext<'_>,
-    ) -> Result<T, crate::extract::Rejection> {
-        T::from_record(ctx)
-    }
-
-    /// Asserts at the argument's span that `T` is a batch extractor.
-    pub fn extract_batch<T: FromBatch>(
-        ctx: &mut BatchContext<'_>,
-    ) -> Result<T, crate::extract::Rejection> {
-        T::from_batch(ctx)
-    }
-
-    /// A handler's future, boxed for the container. Called at the handler's name, so that a
-    /// future that is not `Send` is reported there, with the value held across the `.await`.
+    /// A handler's future, boxed for the container: a future that is not `Send` fails this
+    /// bound, and rustc's error names the value held across the `.await`.
     pub fn boxed_handler<F>(future: F) -> crate::listener::HandlerFuture
     where
         F: std::future::Future<Output = Result<(), crate::listener::HandlerError>> + Send + 'static,
