@@ -15,14 +15,11 @@
 //! | `properties.*`, `producer.properties.*`, `consumer.properties.*` | passed unchanged |
 //! | `security.*`, `ssl.*`, `properties.sasl.jaas.config` | see [`security`](super::security) |
 
-use std::collections::BTreeMap;
-
 use rdkafka::ClientConfig;
 
 use super::KafkaSettings;
 
-/// librdkafka properties, sorted so that logs and tests read them in a stable order.
-pub type Properties = BTreeMap<String, String>;
+use super::values::Properties;
 
 impl KafkaSettings {
     fn common_properties(&self, bootstrap: &str) -> Properties {

@@ -9,6 +9,7 @@ use figment::{Figment, Metadata};
 use serde::Deserialize;
 
 use super::overrides::{distance, key_path, CommandLine, EnvOverrides, COMMAND_LINE, ENV};
+use super::values::is_secret;
 use super::{Config, KafkaSettings, LoggingSettings, ManagementSettings};
 
 /// A configuration that cannot be used, with where the bad value came from.
@@ -281,12 +282,6 @@ fn flatten(prefix: &str, dict: &Dict, out: &mut Vec<(String, String)>) {
             other => out.push((path, serde_json::to_string(other).unwrap_or_default())),
         }
     }
-}
-
-/// Keys whose values never appear in logs, `--print-config` or errors.
-pub(crate) fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.contains("password") || key.contains("secret") || key.ends_with("sasl.jaas.config")
 }
 
 pub(super) fn from_str(text: &str, source: &str) -> Result<Config, ConfigError> {

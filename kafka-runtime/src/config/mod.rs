@@ -34,9 +34,9 @@ mod spring;
 mod validate;
 mod values;
 
-pub use client::Properties;
 pub use load::{ConfigError, Layers};
 pub(crate) use overrides::env_var_name;
+pub use values::Properties;
 pub use values::{
     AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, ListenerType, LogFormat,
     OffsetReset, Ordering, PropertyMap, PropertyValue, RecovererKind, SpanLevel,

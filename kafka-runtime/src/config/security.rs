@@ -27,8 +27,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::client::Properties;
-use super::values::{deserialize_from_str, PropertyMap};
+use super::values::{deserialize_from_str, Properties, PropertyMap};
 
 /// A password or key: never shown by `Debug`, logs, `--print-config` or errors.
 #[derive(Clone, Deserialize, PartialEq, Eq)]

@@ -535,7 +535,7 @@ impl fmt::Debug for PropertyMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (key, value) in &self.0 {
-            if super::load::is_secret(key) {
+            if is_secret(key) {
                 map.entry(key, &"<redacted>");
             } else {
                 map.entry(key, value);
@@ -597,6 +597,15 @@ pub(crate) mod duration {
         }
     }
 }
+
+/// Keys whose values never appear in logs, `--print-config` or errors.
+pub(crate) fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key.ends_with("sasl.jaas.config")
+}
+
+/// librdkafka properties, sorted so that logs and tests read them in a stable order.
+pub type Properties = std::collections::BTreeMap<String, String>;
 
 #[cfg(test)]
 mod tests {
