@@ -36,6 +36,8 @@ pub(crate) struct ListenerArgs {
     pub(crate) batch: Option<LitBool>,
     /// The `Ordering` variant name, spanned at the user's string.
     pub(crate) ordering: Option<Ident>,
+    /// Typed keys given as `${name:default}` strings, resolved at startup: `(key, text)`.
+    pub(crate) placeholders: Vec<(String, LitStr)>,
 }
 
 struct Arg {
@@ -64,6 +66,7 @@ impl Parse for ListenerArgs {
             auto_startup: None,
             batch: None,
             ordering: None,
+            placeholders: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
         for Arg { key, value } in args {
@@ -75,6 +78,10 @@ impl Parse for ListenerArgs {
                 ));
             }
             seen.push(name.clone());
+            if let Some(text) = placeholder(&value).filter(|_| TYPED.contains(&name.as_str())) {
+                parsed.placeholders.push((name, text));
+                continue;
+            }
             match name.as_str() {
                 "topics" => parsed.topics = topics(&value)?,
                 "group" => parsed.group = Some(non_empty(string(&value, "group")?)?),
@@ -99,6 +106,19 @@ impl Parse for ListenerArgs {
             ));
         }
         Ok(parsed)
+    }
+}
+
+/// The typed keys that may also be given as a `${name:default}` placeholder string.
+const TYPED: [&str; 4] = ["concurrency", "ack_mode", "auto_startup", "ordering"];
+
+/// A string literal holding a `${...}` placeholder.
+fn placeholder(value: &Expr) -> Option<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value().contains("${") => Some(s.clone()),
+        _ => None,
     }
 }
 

@@ -144,6 +144,8 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
             .as_ref()
             .map(|variant| quote!(::kafka_runtime::Ordering::#variant)),
     );
+    let placeholder_keys = args.placeholders.iter().map(|(key, _)| key);
+    let placeholder_texts = args.placeholders.iter().map(|(_, text)| text);
     let auto_startup = match &args.auto_startup {
         Some(value) => quote!(#value),
         None => quote!(true),
@@ -186,6 +188,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                     ordering: #ordering,
                     auto_startup: #auto_startup,
                     takes_ack: false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
+                    placeholders: &[#((#placeholder_keys, #placeholder_texts)),*],
                     invoke: ::kafka_runtime::__private::Invoker::#invoker(#invoke),
                     check: #check,
                 }

@@ -349,14 +349,26 @@ impl KafkaApplication {
             }
         }
         match &self.only {
-            None => Ok(by_id
+            None => by_id
                 .into_values()
-                .filter(|r| {
+                .filter_map(|r| {
                     let own = self.config.kafka.listeners.get(r.id);
-                    own.and_then(|own| own.auto_startup)
-                        .unwrap_or(r.auto_startup)
+                    let attribute = r
+                        .placeholder_value("auto_startup", &self.properties, "true or false")
+                        .map_err(|message| Error::Listener {
+                            listener: r.id.to_owned(),
+                            message,
+                        });
+                    match attribute {
+                        Ok(attribute) => own
+                            .and_then(|own| own.auto_startup)
+                            .or(attribute)
+                            .unwrap_or(r.auto_startup)
+                            .then_some(Ok(r)),
+                        Err(error) => Some(Err(error)),
+                    }
                 })
-                .collect()),
+                .collect(),
             Some(ids) => ids
                 .iter()
                 .map(|id| {
@@ -418,8 +430,16 @@ fn resolve(
                 "no consumer group: set `group = \"...\"` on the listener or kafka.consumer.group-id".to_owned(),
             )
         })?;
+    let attribute_ack_mode = registration
+        .placeholder_value(
+            "ack_mode",
+            properties,
+            "an ack mode (record, batch, time, count, count_time, manual, manual_immediate)",
+        )
+        .map_err(listener_error)?;
     let ack_mode = own
         .and_then(|own| own.ack_mode)
+        .or(attribute_ack_mode)
         .or(registration.ack_mode)
         .unwrap_or(settings.listener.ack_mode);
     if ack_mode.is_manual() && !registration.takes_ack {
@@ -453,8 +473,12 @@ fn resolve(
         || settings.retry.topic.clone(),
         |own| own.retry_topic.or(&settings.retry.topic),
     ));
+    let attribute_ordering = registration
+        .placeholder_value("ordering", properties, "partition, key or none")
+        .map_err(listener_error)?;
     let ordering = own
         .and_then(|own| own.ordering)
+        .or(attribute_ordering)
         .or(registration.ordering)
         .unwrap_or(settings.listener.ordering);
     if batch && ordering != Ordering::Partition {
@@ -480,6 +504,14 @@ fn resolve(
                 .to_owned(),
         ));
     }
+    let attribute_concurrency = registration
+        .placeholder_value::<std::num::NonZeroU32>(
+            "concurrency",
+            properties,
+            "a whole number of at least 1",
+        )
+        .map_err(listener_error)?
+        .map(std::num::NonZeroU32::get);
     let republishes = retry_topics.is_some() || errors.recoverer.dead_letter_topic("").is_some();
     let dead_letter =
         republishes.then(|| DeadLetterPublisher::new(app.template().clone(), group.clone()));
@@ -497,6 +529,7 @@ fn resolve(
         group,
         concurrency: own
             .and_then(|own| own.concurrency)
+            .or(attribute_concurrency)
             .or(registration.concurrency)
             .unwrap_or(settings.listener.concurrency),
         ack_mode,

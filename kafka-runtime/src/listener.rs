@@ -46,6 +46,8 @@ pub struct ListenerRegistration {
     pub(crate) ordering: Option<Ordering>,
     pub(crate) auto_startup: bool,
     pub(crate) takes_ack: bool,
+    /// Typed attribute values given as `${name:default}`: `(key, text)`, resolved at startup.
+    pub(crate) placeholders: &'static [(&'static str, &'static str)],
     pub(crate) invoke: Invoker,
     pub(crate) check: fn(&AppContext) -> Result<(), String>,
 }
@@ -62,6 +64,7 @@ pub struct ListenerDeclaration {
     pub ordering: Option<Ordering>,
     pub auto_startup: bool,
     pub takes_ack: bool,
+    pub placeholders: &'static [(&'static str, &'static str)],
     pub invoke: Invoker,
     pub check: fn(&AppContext) -> Result<(), String>,
 }
@@ -79,6 +82,7 @@ impl ListenerRegistration {
             ordering,
             auto_startup,
             takes_ack,
+            placeholders,
             invoke,
             check,
         } = declared;
@@ -92,9 +96,46 @@ impl ListenerRegistration {
             ordering,
             auto_startup,
             takes_ack,
+            placeholders,
             invoke,
             check,
         }
+    }
+
+    /// The value of the typed attribute `key` given as a placeholder, resolved with
+    /// `properties` (then the environment, then its default); `None` when it was not one.
+    pub(crate) fn placeholder(
+        &self,
+        key: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Result<String, String>> {
+        let (_, text) = self.placeholders.iter().find(|(name, _)| *name == key)?;
+        Some(
+            crate::placeholder::resolve(text, properties)
+                .map_err(|error| format!("`{key} = \"{text}\"`: {error}")),
+        )
+    }
+
+    /// The value of `key` given as a placeholder, resolved and parsed; `None` when it was not
+    /// one.
+    pub(crate) fn placeholder_value<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+        expected: &str,
+    ) -> Result<Option<T>, String> {
+        let Some(resolved) = self.placeholder(key, properties) else {
+            return Ok(None);
+        };
+        let resolved = resolved?;
+        let text = self
+            .placeholders
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map_or("", |(_, text)| text);
+        resolved.trim().parse().map(Some).map_err(|_| {
+            format!("`{key} = \"{text}\"` resolved to `{resolved}`; expected {expected}")
+        })
     }
 
     /// The listener id: the `id` attribute, or the handler function's name.

@@ -151,3 +151,58 @@ async fn declared_topics_are_created_with_their_partitions() {
     assert_eq!(partitions(&second), Some(1));
     app.shutdown().await;
 }
+
+// --- placeholders in typed attribute values ---------------------------------------------------
+
+#[kafka_listener(
+    id = "tunable",
+    topics = "t",
+    group = "g",
+    concurrency = "${workers:2}",
+    ack_mode = "${mode:record}",
+    auto_startup = "${tunable.enabled:false}"
+)]
+async fn tunable(Payload(_value): Payload<String>) {}
+
+fn check_with(properties: &[(&str, &str)], only: Option<&str>) -> Result<Vec<String>, Error> {
+    let mut app = KafkaApplication::new(Config::default());
+    for (name, value) in properties {
+        app = app.with_property(*name, *value);
+    }
+    if let Some(id) = only {
+        app = app.with_listeners([id]);
+    }
+    app.check()
+}
+
+#[test]
+fn typed_attribute_values_take_placeholders_resolved_at_startup() {
+    let lines = check_with(&[], Some("tunable")).expect("defaults resolve");
+    assert!(
+        lines[0].contains("concurrency 2, ack-mode record"),
+        "{lines:?}"
+    );
+    let lines = check_with(&[("workers", "4"), ("mode", "batch")], Some("tunable"))
+        .expect("properties resolve");
+    assert!(
+        lines[0].contains("concurrency 4, ack-mode batch"),
+        "{lines:?}"
+    );
+    let error = check_with(&[("workers", "many")], Some("tunable"))
+        .expect_err("not a number")
+        .to_string();
+    assert!(
+        error.contains(
+            "`concurrency = \"${workers:2}\"` resolved to `many`; expected a whole number"
+        ),
+        "{error}"
+    );
+    let started = |properties: &[(&str, &str)]| {
+        check_with(properties, None)
+            .expect("the auto-started listeners check")
+            .iter()
+            .any(|line| line.starts_with("listener tunable:"))
+    };
+    assert!(!started(&[]), "auto_startup defaults to false here");
+    assert!(started(&[("tunable.enabled", "true")]));
+}
