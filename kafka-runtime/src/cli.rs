@@ -63,17 +63,14 @@ impl Cli {
                 .map(PathBuf::from)
                 .find(|path| path.exists())
         });
-        match (found, bundled) {
-            (None, Some((text, name))) if self.profile.is_none() && self.overrides.is_empty() => {
-                Config::load_str(text, name)
-            }
-            (found, _) => Config::load_layers(&Layers {
-                base_required: self.config.is_some(),
-                base: Some(found.unwrap_or_else(|| Path::new("application.toml").to_owned())),
-                profile: self.profile.clone(),
-                overrides: self.overrides.clone(),
-            }),
-        }
+        Config::load_layers(&Layers {
+            base_required: self.config.is_some(),
+            base: Some(found.unwrap_or_else(|| Path::new("application.toml").to_owned())),
+            profile: self.profile.clone(),
+            overrides: self.overrides.clone(),
+            text: bundled.map(|(text, name)| (text.to_owned(), name.to_owned())),
+            ignore_environment: false,
+        })
     }
 }
 

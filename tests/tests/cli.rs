@@ -176,7 +176,7 @@ fn print_config_never_shows_a_secret() {
 #[test]
 fn librdkafka_properties_are_set_from_the_environment_and_the_command_line() {
     let (_, output) = run(
-        &[],
+        &[("application.toml", "[kafka.listener]\nconcurrency = 1\n")],
         &[("KAFKA_CONSUMER_PROPERTIES_SESSION_TIMEOUT_MS", "6000")],
         &[
             "--set",
@@ -297,4 +297,21 @@ fn print_config_all_shows_every_default_and_the_embedded_cluster() {
         !stdout.contains("kafka.listener.concurrency = 1"),
         "a set key is shown once, with its value:\n{stdout}"
     );
+}
+
+#[test]
+fn set_applies_over_the_bundled_configuration_instead_of_replacing_it() {
+    let (_, output) = run(
+        &[],
+        &[],
+        &["--set", "kafka.listener.concurrency=2", "--print-config"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "spring.kafka.listener.concurrency = 2    # command line --set",
+        "spring.kafka.consumer.group-id = \"my-consumer-group\"    # examples/user-events/application.toml",
+    ] {
+        assert!(stdout.lines().any(|line| line == expected), "no `{expected}` in:\n{stdout}");
+    }
 }

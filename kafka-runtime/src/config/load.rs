@@ -76,6 +76,12 @@ pub struct Layers {
     pub profile: Option<String>,
     /// `key=value` overrides from the command line, e.g. `kafka.listener.concurrency=3`.
     pub overrides: Vec<(String, String)>,
+    /// TOML text to use when the base file does not exist (or instead of one, without `base`),
+    /// with the name errors give it: a configuration the binary carries (`include_str!`).
+    pub text: Option<(String, String)>,
+    /// Leave the `KAFKA_*` / `SPRING_KAFKA_*` / `MANAGEMENT_*` / `LOGGING_*` variables out (a
+    /// configuration built in code, a test's).
+    pub ignore_environment: bool,
 }
 
 /// One file as a provider; `None` if it is optional and missing.
@@ -114,6 +120,7 @@ fn profile_path(base: &Path, profile: &str) -> std::path::PathBuf {
     base.with_file_name(format!("{stem}-{profile}.{ext}"))
 }
 
+/// The one way a configuration is loaded: every `Config` constructor is a [`Layers`].
 pub(super) fn load_layers(
     layers: &Layers,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -123,27 +130,32 @@ pub(super) fn load_layers(
         .base
         .clone()
         .unwrap_or_else(|| std::path::PathBuf::from("application.toml"));
-    if layers.base.is_some() {
-        if let Some(provider) = file(&base, layers.base_required)? {
+    let from_file = match &layers.base {
+        Some(path) => file(path, layers.base_required)?,
+        None => None,
+    };
+    let source = match (from_file, &layers.text) {
+        (Some(provider), _) => {
             figment = figment.merge(provider);
+            Some(base.display().to_string())
         }
-    }
+        (None, Some((text, name))) => {
+            figment = figment.merge(Toml::string(text));
+            Some(name.clone())
+        }
+        (None, None) => layers.base.as_ref().map(|b| b.display().to_string()),
+    };
     if let Some(profile) = &layers.profile {
         if let Some(provider) = file(&profile_path(&base, profile), true)? {
             figment = figment.merge(provider);
         }
     }
-    let source = layers.base.as_ref().map(|b| b.display().to_string());
+    let vars: Vec<(String, String)> = if layers.ignore_environment {
+        Vec::new()
+    } else {
+        vars.into_iter().collect()
+    };
     with_env(figment, source, vars, &layers.overrides)
-}
-
-pub(super) fn load_text(
-    text: &str,
-    name: &str,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigError> {
-    let figment = Figment::new().merge(Toml::string(text));
-    with_env(figment, Some(name.to_owned()), vars, &[])
 }
 
 /// Merges environment and command-line overrides over `figment` and extracts the config.
@@ -160,7 +172,8 @@ fn with_env(
         .map(|(var, path, _)| (var.clone(), path.join(".")))
         .collect();
     let warnings = env.unknown.clone();
-    let figment = figment.merge(env).merge(CommandLine(overrides.to_vec()));
+    let tree = tree_of(&figment);
+    let figment = figment.merge(env).merge(CommandLine::new(tree, overrides));
     let describe = Describe {
         figment: figment.clone(),
         env_names,
@@ -282,15 +295,6 @@ fn flatten(prefix: &str, dict: &Dict, out: &mut Vec<(String, String)>) {
             other => out.push((path, serde_json::to_string(other).unwrap_or_default())),
         }
     }
-}
-
-pub(super) fn from_str(text: &str, source: &str) -> Result<Config, ConfigError> {
-    let figment = Figment::new().merge(Toml::string(text));
-    extract(
-        figment,
-        &|_: &str| source.to_owned(),
-        Some(source.to_owned()),
-    )
 }
 
 fn tree_of(figment: &Figment) -> &'static str {
@@ -468,11 +472,11 @@ mod tests {
         let text = "[spring.application]\nname = \"orders\"\n[server]\nport = 8080\n\
                     [management.server]\nport = 8081\naddress = \"127.0.0.1\"\n\
                     [management.endpoints.web.exposure]\ninclude = \"health\"\n";
-        let config = from_str(text, "application.toml").expect("loads");
+        let config = Config::from_toml_str(text, "application.toml").expect("loads");
         assert_eq!(config.management.port, Some(8081));
         assert_eq!(config.management.address, "127.0.0.1");
         let both = "[management]\nport = 9000\n[management.server]\nport = 8081\n";
-        let error = from_str(both, "application.toml").expect_err("two ports");
+        let error = Config::from_toml_str(both, "application.toml").expect_err("two ports");
         assert!(
             error.to_string().contains("management.server.port"),
             "{error}"
@@ -576,6 +580,7 @@ mod tests {
             base_required: true,
             profile: Some("prod".to_owned()),
             overrides: vec![("spring.kafka.listener.ack-count".to_owned(), "5".to_owned())],
+            ..Layers::default()
         };
         let vars = vec![("KAFKA_LISTENER_CONCURRENCY".to_owned(), "3".to_owned())];
         let config = load_layers(&layers, vars).expect("valid");

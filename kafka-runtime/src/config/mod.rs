@@ -669,7 +669,7 @@ impl Config {
     }
 
     /// Every key that has a value: `(key, value, source)`, secrets shown as `"<redacted>"`.
-    /// Empty for a configuration built in code.
+    /// Empty for `Config::default()`.
     pub fn effective(&self) -> Vec<(String, String, String)> {
         self.layers
             .as_ref()
@@ -680,12 +680,19 @@ impl Config {
     /// Parses TOML text (named `source` in errors, e.g. a file bundled with `include_str!`), then
     /// applies environment overrides and validates the result, as [`Config::load`] does.
     pub fn load_str(text: &str, source: &str) -> Result<Self, ConfigError> {
-        load::load_text(text, source, std::env::vars())
+        Self::load_layers(&Layers {
+            text: Some((text.to_owned(), source.to_owned())),
+            ..Layers::default()
+        })
     }
 
     /// Parses TOML text (named `source` in errors), without environment overrides.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Self, ConfigError> {
-        load::from_str(text, source)
+        Self::load_layers(&Layers {
+            text: Some((text.to_owned(), source.to_owned())),
+            ignore_environment: true,
+            ..Layers::default()
+        })
     }
 
     /// Sets `bootstrap-servers` (e.g. to an [`EmbeddedKafka`](crate::EmbeddedKafka)'s address).

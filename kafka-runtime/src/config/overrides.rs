@@ -224,7 +224,25 @@ impl Provider for EnvOverrides {
 }
 
 /// Command-line `key=value` overrides as a figment provider.
-pub(super) struct CommandLine(pub(super) Vec<(String, String)>);
+pub(super) struct CommandLine(Vec<(String, String)>);
+
+impl CommandLine {
+    /// `overrides`, their `kafka.` or `spring.kafka.` keys set in `tree`, the one in use (as
+    /// variables are): `--set kafka.listener.concurrency=3` reaches a `spring.kafka` file.
+    pub(super) fn new(tree: &str, overrides: &[(String, String)]) -> Self {
+        let overrides = overrides
+            .iter()
+            .map(|(key, value)| {
+                let rest = key
+                    .strip_prefix("spring.kafka.")
+                    .or_else(|| key.strip_prefix("kafka."));
+                let key = rest.map_or_else(|| key.clone(), |rest| format!("{tree}.{rest}"));
+                (key, value.clone())
+            })
+            .collect();
+        CommandLine(overrides)
+    }
+}
 
 impl Provider for CommandLine {
     fn metadata(&self) -> Metadata {
