@@ -58,7 +58,7 @@ pub struct TestHandler {
 
 impl TestHandler {
     /// The handler of the listener with this id (`#[kafka_listener(id = ...)]`, by default the
-    /// function's path), configured by defaults until [`with_config`](TestHandler::with_config).
+    /// function's name), configured by defaults until [`with_config`](TestHandler::with_config).
     pub fn new(listener: &str) -> Self {
         TestHandler {
             listener: listener.to_owned(),
