@@ -339,10 +339,11 @@ impl KafkaApplication {
     fn select(&self) -> Result<Vec<&'static ListenerRegistration>, Error> {
         let mut by_id: BTreeMap<&'static str, &'static ListenerRegistration> = BTreeMap::new();
         for registration in ListenerRegistration::all() {
-            if let Some(first) = by_id.insert(registration.id, registration) {
-                let (first, second) = ordered(first.function, registration.function);
+            if let Some(first) = by_id.insert(registration.id(), registration) {
+                let (first, second) =
+                    ordered(first.declared.function, registration.declared.function);
                 return Err(Error::DuplicateListener {
-                    id: registration.id.to_owned(),
+                    id: registration.id().to_owned(),
                     first,
                     second,
                 });
@@ -351,7 +352,8 @@ impl KafkaApplication {
         match &self.only {
             None => by_id
                 .into_values()
-                .filter_map(|r| {
+                .filter_map(|registration| {
+                    let r = &registration.declared;
                     let own = self.config.kafka.listeners.get(r.id);
                     let attribute = r
                         .placeholder_value("auto_startup", &self.properties, "true or false")
@@ -364,7 +366,7 @@ impl KafkaApplication {
                             .and_then(|own| own.auto_startup)
                             .or(attribute)
                             .unwrap_or(r.auto_startup)
-                            .then_some(Ok(r)),
+                            .then_some(Ok(registration)),
                         Err(error) => Some(Err(error)),
                     }
                 })
@@ -403,6 +405,7 @@ fn resolve(
     properties: &BTreeMap<String, String>,
     app: &AppContext,
 ) -> Result<Arc<ListenerSpec>, Error> {
+    let registration = &registration.declared;
     let settings = &config.kafka;
     let listener_error = |message: String| Error::Listener {
         listener: registration.id.to_owned(),

@@ -37,23 +37,12 @@ pub enum Invoker {
 /// Built by the macro; all logic stays in the runtime.
 #[derive(Debug)]
 pub struct ListenerRegistration {
-    pub(crate) id: &'static str,
-    pub(crate) function: &'static str,
-    pub(crate) topics: &'static [&'static str],
-    pub(crate) group: Option<&'static str>,
-    pub(crate) concurrency: Option<u32>,
-    pub(crate) ack_mode: Option<AckMode>,
-    pub(crate) ordering: Option<Ordering>,
-    pub(crate) auto_startup: bool,
-    pub(crate) takes_ack: bool,
-    /// Typed attribute values given as `${name:default}`: `(key, text)`, resolved at startup.
-    pub(crate) placeholders: &'static [(&'static str, &'static str)],
-    pub(crate) invoke: Invoker,
-    pub(crate) check: fn(&AppContext) -> Result<(), String>,
+    pub(crate) declared: ListenerDeclaration,
 }
 
 /// What the macro declares of one listener; not public API.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct ListenerDeclaration {
     pub id: &'static str,
     pub function: &'static str,
@@ -64,59 +53,15 @@ pub struct ListenerDeclaration {
     pub ordering: Option<Ordering>,
     pub auto_startup: bool,
     pub takes_ack: bool,
+    /// Typed attribute values given as `${name:default}`: `(key, text)`, resolved at startup.
     pub placeholders: &'static [(&'static str, &'static str)],
     pub invoke: Invoker,
     pub check: fn(&AppContext) -> Result<(), String>,
 }
 
-impl ListenerRegistration {
-    #[doc(hidden)]
-    pub const fn new(declared: ListenerDeclaration) -> Self {
-        let ListenerDeclaration {
-            id,
-            function,
-            topics,
-            group,
-            concurrency,
-            ack_mode,
-            ordering,
-            auto_startup,
-            takes_ack,
-            placeholders,
-            invoke,
-            check,
-        } = declared;
-        ListenerRegistration {
-            id,
-            function,
-            topics,
-            group,
-            concurrency,
-            ack_mode,
-            ordering,
-            auto_startup,
-            takes_ack,
-            placeholders,
-            invoke,
-            check,
-        }
-    }
-
+impl ListenerDeclaration {
     /// The value of the typed attribute `key` given as a placeholder, resolved with
-    /// `properties` (then the environment, then its default); `None` when it was not one.
-    pub(crate) fn placeholder(
-        &self,
-        key: &str,
-        properties: &std::collections::BTreeMap<String, String>,
-    ) -> Option<Result<String, String>> {
-        let (_, text) = self.placeholders.iter().find(|(name, _)| *name == key)?;
-        Some(
-            crate::placeholder::resolve(text, properties)
-                .map_err(|error| format!("`{key} = \"{text}\"`: {error}")),
-        )
-    }
-
-    /// The value of `key` given as a placeholder, resolved and parsed; `None` when it was not
+    /// `properties` (then the environment, then its default) and parsed; `None` when it was not
     /// one.
     pub(crate) fn placeholder_value<T: std::str::FromStr>(
         &self,
@@ -124,28 +69,31 @@ impl ListenerRegistration {
         properties: &std::collections::BTreeMap<String, String>,
         expected: &str,
     ) -> Result<Option<T>, String> {
-        let Some(resolved) = self.placeholder(key, properties) else {
+        let Some((_, text)) = self.placeholders.iter().find(|(name, _)| *name == key) else {
             return Ok(None);
         };
-        let resolved = resolved?;
-        let text = self
-            .placeholders
-            .iter()
-            .find(|(name, _)| *name == key)
-            .map_or("", |(_, text)| text);
+        let resolved = crate::placeholder::resolve(text, properties)
+            .map_err(|error| format!("`{key} = \"{text}\"`: {error}"))?;
         resolved.trim().parse().map(Some).map_err(|_| {
             format!("`{key} = \"{text}\"` resolved to `{resolved}`; expected {expected}")
         })
     }
+}
+
+impl ListenerRegistration {
+    #[doc(hidden)]
+    pub const fn new(declared: ListenerDeclaration) -> Self {
+        ListenerRegistration { declared }
+    }
 
     /// The listener id: the `id` attribute, or the handler function's name.
     pub fn id(&self) -> &'static str {
-        self.id
+        self.declared.id
     }
 
     /// The topics it consumes.
     pub fn topics(&self) -> &'static [&'static str] {
-        self.topics
+        self.declared.topics
     }
 
     /// Every listener linked into this binary.

@@ -55,14 +55,10 @@ impl EmbeddedKafka {
         let forwarder = port::Forwarder::start(port, broker).map_err(|error| Error::Embedded {
             message: format!("cannot listen on 127.0.0.1:{port} (kafka.embedded.port): {error}"),
         })?;
+        let cluster = native_mock(&owner)?;
         // SAFETY: `owner` created the mock cluster and lives on in `Inner`; the call copies the
         // host name under the cluster's lock.
         unsafe {
-            let cluster =
-                rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
-            if cluster.is_null() {
-                return Err(no_mock_cluster());
-            }
             rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
                 cluster,
                 1,
@@ -99,15 +95,10 @@ impl EmbeddedKafka {
     /// them settle in one rebalance.
     pub fn set_group_initial_rebalance_delay(&self, delay: Duration) -> Result<(), Error> {
         let millis = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
+        let cluster = native_mock(&self.inner.owner)?;
         // SAFETY: `owner` created the mock cluster and outlives this call; the setter only queues
         // an operation on the cluster's own thread.
         unsafe {
-            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(
-                self.inner.owner.client().native_ptr(),
-            );
-            if cluster.is_null() {
-                return Err(no_mock_cluster());
-            }
             rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, millis);
         }
         Ok(())
@@ -131,6 +122,20 @@ fn owner() -> Result<(BaseProducer, String), Error> {
 
 fn mock(owner: &BaseProducer) -> Result<MockCluster<'_, DefaultProducerContext>, Error> {
     owner.client().mock_cluster().ok_or_else(no_mock_cluster)
+}
+
+/// The C handle of `owner`'s mock cluster, for the calls rdkafka's `MockCluster` does not wrap.
+fn native_mock(
+    owner: &BaseProducer,
+) -> Result<*mut rdkafka::bindings::rd_kafka_mock_cluster_t, Error> {
+    // SAFETY: `owner` is a live client; librdkafka only reads its mock cluster pointer.
+    let cluster =
+        unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr()) };
+    if cluster.is_null() {
+        Err(no_mock_cluster())
+    } else {
+        Ok(cluster)
+    }
 }
 
 fn no_mock_cluster() -> Error {
