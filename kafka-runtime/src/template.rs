@@ -360,11 +360,22 @@ struct Encoded {
 impl Encoded {
     async fn deliver(mut self) -> Result<SendResult, SendError> {
         crate::handling::add_inherited(&mut self.headers);
-        let template = Arc::clone(&self.template);
-        let producer = match &template.sink {
+        let producer = match &self.template.sink {
             Sink::Kafka { producer, .. } => producer,
             #[cfg(feature = "test-util")]
-            Sink::Recording(sent) => return Ok(self.record_in(sent)),
+            Sink::Recording(sent) => {
+                return Ok(record_in(
+                    sent,
+                    SentRecord {
+                        topic: self.topic,
+                        partition: self.partition,
+                        key: self.key,
+                        value: self.value,
+                        headers: self.headers,
+                        timestamp: self.timestamp,
+                    },
+                ))
+            }
         };
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
         if let Some(value) = &self.value {
@@ -406,26 +417,19 @@ impl Encoded {
             }),
         }
     }
+}
 
-    /// Keeps the record in a recording template; its offset is its place among those kept.
-    #[cfg(feature = "test-util")]
-    fn record_in(self, sent: &std::sync::Mutex<Vec<SentRecord>>) -> SendResult {
-        let mut sent = sent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = SendResult {
-            topic: self.topic.clone(),
-            partition: self.partition.unwrap_or(0),
-            offset: i64::try_from(sent.len()).unwrap_or(i64::MAX),
-        };
-        sent.push(SentRecord {
-            topic: self.topic,
-            partition: self.partition,
-            key: self.key,
-            value: self.value,
-            headers: self.headers,
-            timestamp: self.timestamp,
-        });
-        result
-    }
+/// Keeps `record` in a recording template; its offset is its place among those kept.
+#[cfg(feature = "test-util")]
+fn record_in(sent: &std::sync::Mutex<Vec<SentRecord>>, record: SentRecord) -> SendResult {
+    let mut sent = sent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let result = SendResult {
+        topic: record.topic.clone(),
+        partition: record.partition.unwrap_or(0),
+        offset: i64::try_from(sent.len()).unwrap_or(i64::MAX),
+    };
+    sent.push(record);
+    result
 }
