@@ -32,6 +32,7 @@ fi
 echo "== pass 2: end-to-end tests against $backend"
 KAFKA_BOOTSTRAP_SERVERS=$bootstrap cargo test -p tests --locked \
     --test listener --test template --test startup --test errors --test interop --test scale_out \
-    --test management --test service --test security --test faults --test container --test batch --test parallel 2>&1 | tee -a "$log"
+    --test management --test service --test security --test faults --test container --test batch --test parallel \
+    --test replies 2>&1 | tee -a "$log"
 
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"

@@ -5,8 +5,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
-const KEYS: &str =
-    "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`, `ordering`";
+const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`, \
+                    `ordering`, `send_to`";
 
 /// The ordering modes, as the runtime's `Ordering` variants.
 const ORDERINGS: &[(&str, &str)] = &[("partition", "Partition"), ("key", "Key"), ("none", "None")];
@@ -36,6 +36,8 @@ pub(crate) struct ListenerArgs {
     pub(crate) batch: Option<LitBool>,
     /// The `Ordering` variant name, spanned at the user's string.
     pub(crate) ordering: Option<Ident>,
+    /// Where the handler's replies go.
+    pub(crate) send_to: Option<LitStr>,
     /// Typed keys given as `${name:default}` strings, resolved at startup: `(key, text)`.
     pub(crate) placeholders: Vec<(String, LitStr)>,
 }
@@ -66,6 +68,7 @@ impl Parse for ListenerArgs {
             auto_startup: None,
             batch: None,
             ordering: None,
+            send_to: None,
             placeholders: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -91,6 +94,7 @@ impl Parse for ListenerArgs {
                 "ordering" => parsed.ordering = Some(variant(&value, "ordering", ORDERINGS)?),
                 "auto_startup" => parsed.auto_startup = Some(boolean(&value, "auto_startup")?),
                 "batch" => parsed.batch = Some(boolean(&value, "batch")?),
+                "send_to" => parsed.send_to = Some(non_empty(string(&value, "send_to")?)?),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),

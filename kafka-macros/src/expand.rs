@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 use crate::attr::ListenerArgs;
+use crate::reply::{self, Returns};
 
 pub(crate) fn kafka_listener(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
@@ -103,19 +104,13 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     });
     let types: Vec<&Type> = arguments.iter().map(|a| a.ty).collect();
     let ack_checks = ack_checks(&args, &types, &from);
-    let call_result = match &sig.output {
-        ReturnType::Default => quote!(__result),
-        ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
-            ::kafka_runtime::__private::IntoHandlerResult::into_handler_result(__result)
-        },
-    };
-    let call_result = if matches!(sig.output, ReturnType::Default) {
-        quote!({
-            let () = __result;
-            ::core::result::Result::Ok(())
-        })
-    } else {
-        call_result
+    let replies = replies(&args, &sig.output, batch)?;
+    let (reply_to, call_result) = match replies {
+        Some(ty) => (
+            quote!(let __reply = ::kafka_runtime::__private::ReplyTo::of(__ctx);),
+            reply::finish(ty),
+        ),
+        None => (TokenStream::new(), handler_result(&sig.output)),
     };
 
     let name_str = name.to_string();
@@ -146,6 +141,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     );
     let placeholder_keys = args.placeholders.iter().map(|(key, _)| key);
     let placeholder_texts = args.placeholders.iter().map(|(_, text)| text);
+    let send_to = option(args.send_to.as_ref().map(|topic| quote!(#topic)));
     let auto_startup = match &args.auto_startup {
         Some(value) => quote!(#value),
         None => quote!(true),
@@ -163,6 +159,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
         fn #invoke(
             __ctx: &mut ::kafka_runtime::__private::#context<'_>,
         ) -> ::kafka_runtime::__private::Invocation {
+            #reply_to
             #(#extractions)*
             ::kafka_runtime::__private::Invocation::Run(#boxed(#future))
         }
@@ -188,6 +185,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                     ordering: #ordering,
                     auto_startup: #auto_startup,
                     takes_ack: false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
+                    send_to: #send_to,
                     placeholders: &[#((#placeholder_keys, #placeholder_texts)),*],
                     invoke: ::kafka_runtime::__private::Invoker::#invoker(#invoke),
                     check: #check,
@@ -195,6 +193,55 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
             )
         }
     })
+}
+
+/// The type whose value the handler replies with, if it replies; errors at `send_to` or the
+/// return type where replies cannot be.
+fn replies<'a>(
+    args: &ListenerArgs,
+    output: &'a ReturnType,
+    batch: bool,
+) -> syn::Result<Option<&'a Type>> {
+    let returns = reply::returns(output);
+    if batch {
+        if let Some(send_to) = &args.send_to {
+            return Err(syn::Error::new(
+                send_to.span(),
+                "`send_to` is for record listeners; a batch listener sends with a `KafkaTemplate` argument",
+            ));
+        }
+        return match returns {
+            Returns::Reply(ty) if reply::is_reply_shape(ty) => Err(syn::Error::new_spanned(
+                ty,
+                "a batch listener does not reply: it returns `()` or `Result<(), E>`",
+            )),
+            _ => Ok(None),
+        };
+    }
+    match returns {
+        Returns::Reply(ty) => Ok(Some(ty)),
+        Returns::HandlerResult => match &args.send_to {
+            Some(send_to) => Err(syn::Error::new(
+                send_to.span(),
+                "`send_to` sends the handler's return value, and this handler returns none: return the reply, e.g. `Result<T, E>` with `T: Serialize`",
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+/// The expression that turns a handler result `__result` (`()` or `Result<(), E>`) into the
+/// container's.
+fn handler_result(output: &ReturnType) -> TokenStream {
+    match output {
+        ReturnType::Default => quote!({
+            let () = __result;
+            ::core::result::Result::Ok(())
+        }),
+        ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
+            ::kafka_runtime::__private::IntoHandlerResult::into_handler_result(__result)
+        },
+    }
 }
 
 /// Compile-time checks of the `Ack` arguments, by type (an alias or a custom extractor that

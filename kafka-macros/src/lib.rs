@@ -3,6 +3,7 @@
 
 mod attr;
 mod expand;
+mod reply;
 
 use proc_macro::TokenStream;
 
@@ -19,7 +20,8 @@ use proc_macro::TokenStream;
 /// Keys: `topics` (a string or a list of strings, required), `group`, `id` (default: the
 /// function's name), `concurrency`, `ack_mode` (`record`, `batch`, `time`, `count`, `count_time`,
 /// `manual`, `manual_immediate`), `auto_startup` (default `true`), `batch` (default: whether an
-/// argument is a `Batch<T>` or a `BatchAck`), `ordering` (`partition`, `key`, `none`).
+/// argument is a `Batch<T>` or a `BatchAck`), `ordering` (`partition`, `key`, `none`),
+/// `send_to` (the topic the handler's return value is sent to; see `kafka_runtime::reply`).
 ///
 /// Every argument must implement `kafka_runtime::extract::FromRecord`, or for a batch listener
 /// `kafka_runtime::batch::FromBatch`; the function stays callable as written.

@@ -159,8 +159,13 @@ impl KafkaApplication {
                         .collect(),
                     None => format!("\n  errors: {}", spec.errors.describe(&spec.main_topics)),
                 };
+                let replies = spec
+                    .send_to
+                    .as_ref()
+                    .map(|topic| format!("\n  replies: to `{topic}`"))
+                    .unwrap_or_default();
                 Ok(format!(
-                    "listener {}: topics {:?}, group {}, concurrency {}, ack-mode {}{errors}",
+                    "listener {}: topics {:?}, group {}, concurrency {}, ack-mode {}{errors}{replies}",
                     spec.id, spec.topics, spec.group, spec.concurrency, spec.ack_mode
                 ))
             })
@@ -433,6 +438,7 @@ fn resolve(
                 "no consumer group: set `group = \"...\"` on the listener or kafka.consumer.group-id".to_owned(),
             )
         })?;
+    let send_to = registration.send_to.map(placeholders).transpose()?;
     let attribute_ack_mode = registration
         .placeholder_value(
             "ack_mode",
@@ -530,6 +536,7 @@ fn resolve(
         id: registration.id,
         topics,
         group,
+        send_to,
         concurrency: own
             .and_then(|own| own.concurrency)
             .or(attribute_concurrency)
@@ -576,6 +583,16 @@ async fn create_embedded_topics(
         for topic in undeclared {
             let count = partitions.entry(topic).or_insert(EMBEDDED_PARTITIONS);
             *count = (*count).max(spec.concurrency);
+        }
+        // Where its replies go, so that the first reply does not wait for a topic.
+        if let Some(send_to) = &spec.send_to {
+            if !settings
+                .topics
+                .iter()
+                .any(|declared| declared.name == *send_to)
+            {
+                partitions.entry(send_to).or_insert(EMBEDDED_PARTITIONS);
+            }
         }
     }
     let topics: Vec<crate::admin::TopicSpec> = partitions

@@ -51,6 +51,8 @@ pub struct RecordContext<'m> {
     key_format: Format,
     value_format: Format,
     attempt: u32,
+    /// The listener's `send_to` topic.
+    reply_topic: Option<&'m str>,
 }
 
 impl<'m> RecordContext<'m> {
@@ -69,7 +71,19 @@ impl<'m> RecordContext<'m> {
             key_format,
             value_format,
             attempt,
+            reply_topic: None,
         }
+    }
+
+    /// The same context, for a listener that sends its replies to `topic`.
+    pub(crate) fn replying_to(mut self, topic: Option<&'m str>) -> Self {
+        self.reply_topic = topic;
+        self
+    }
+
+    /// The listener's `send_to` topic, if it has one.
+    pub(crate) fn reply_topic(&self) -> Option<&str> {
+        self.reply_topic
     }
 
     /// The whole record, owned (copied out of the consumer's buffer on the first call).

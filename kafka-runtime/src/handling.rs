@@ -203,6 +203,12 @@ pub(crate) fn settle(task: u64, event: AckEvent) -> bool {
     .unwrap_or(false)
 }
 
+/// Withdraws the acknowledgment the handler gave in the current task (its delivery failed after
+/// it: a reply was not sent), so that the failure decides.
+pub(crate) fn withdraw_settlement() {
+    current(|handling| handling.settled.set(None));
+}
+
 /// Calls `f` with the record the current task is handling, if any.
 pub(crate) fn current<R>(f: impl FnOnce(&Handling) -> R) -> Option<R> {
     HANDLING.try_with(f).ok()

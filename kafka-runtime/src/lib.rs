@@ -58,6 +58,7 @@ mod management;
 mod placeholder;
 mod reachability;
 mod record;
+pub mod reply;
 pub mod template;
 #[cfg(feature = "test-util")]
 pub mod test;
@@ -76,13 +77,15 @@ pub use kafka_macros::kafka_listener;
 pub use lifecycle::HookResult;
 pub use listener::{BatchError, HandlerError, IntoHandlerResult, ListenerRegistration};
 pub use record::{ConsumerRecord, Header, TimestampType};
+pub use reply::Reply;
 pub use template::{KafkaTemplate, SendError, SendResult};
 
 /// Everything a handler module needs: `use kafka_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         kafka_listener, Ack, Batch, BatchAck, BatchError, ConsumerRecord, DeliveryAttempt,
-        HandlerError, Headers, KafkaApplication, KafkaTemplate, Key, Metadata, Payload, State,
+        HandlerError, Headers, KafkaApplication, KafkaTemplate, Key, Metadata, Payload, Reply,
+        State,
     };
 }
 
@@ -94,6 +97,9 @@ pub mod __private {
     pub use crate::extract::{FromRecord, RecordContext};
     pub use crate::listener::{
         IntoHandlerResult, Invocation, Invoker, ListenerDeclaration, ListenerRegistration,
+    };
+    pub use crate::reply::{
+        NoReply, Probe, ReplyTo, ReplyValue, ValueReply, ViaHandlerResult, ViaReply,
     };
     pub use crate::AppContext;
     pub use inventory;

@@ -53,6 +53,8 @@ pub struct ListenerDeclaration {
     pub ordering: Option<Ordering>,
     pub auto_startup: bool,
     pub takes_ack: bool,
+    /// The `send_to` topic (may hold `${}` placeholders).
+    pub send_to: Option<&'static str>,
     /// Typed attribute values given as `${name:default}`: `(key, text)`, resolved at startup.
     pub placeholders: &'static [(&'static str, &'static str)],
     pub invoke: Invoker,

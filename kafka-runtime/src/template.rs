@@ -224,6 +224,11 @@ impl KafkaTemplate {
         join_all(sends).await
     }
 
+    /// The (key, value) formats records are encoded in.
+    pub(crate) fn formats(&self) -> (Format, Format) {
+        (self.inner.key_format, self.inner.value_format)
+    }
+
     /// Sends bytes as they are (no encoding), e.g. a record copied to a dead-letter topic.
     pub(crate) async fn send_raw(
         &self,

@@ -90,7 +90,8 @@ pub(crate) fn prepare(
         span.record("correlation_id", tracing::field::display(Lossy(id)));
     }
     let invocation = {
-        let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt.number);
+        let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt.number)
+            .replying_to(spec.send_to.as_deref());
         // Extractors are user code too: a panic there is a failed delivery, not a dead task.
         std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)))
     };

@@ -40,6 +40,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) id: &'static str,
     pub(crate) topics: Vec<String>,
     pub(crate) group: String,
+    /// Where the handler's replies go when the request names no topic (`send_to`).
+    pub(crate) send_to: Option<String>,
     pub(crate) concurrency: u32,
     pub(crate) ack_mode: AckMode,
     pub(crate) invoke: Invoker,
