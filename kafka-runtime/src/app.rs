@@ -257,6 +257,25 @@ impl KafkaApplication {
             create_embedded_topics(embedded, settings, &specs).await?;
         }
         create_dead_letter_topics(settings, &bootstrap, embedded.as_ref(), &template, &specs).await;
+        if let Some(topic) = &settings.template.reply_topic {
+            let reply_topic = crate::admin::TopicSpec::plain(
+                topic.clone(),
+                i32::try_from(EMBEDDED_PARTITIONS).unwrap_or(1),
+            );
+            for (topic, message) in crate::admin::create_missing(
+                settings,
+                &bootstrap,
+                embedded.as_ref(),
+                &[reply_topic],
+            )
+            .await
+            {
+                tracing::warn!(topic, "cannot create the reply topic: {message}");
+            }
+            template
+                .listen_for_replies(settings, &bootstrap, topic)
+                .await?;
+        }
         let management_settings = &self.config.management;
         let health = Health::new(management_settings);
         let management = match management_settings.port {

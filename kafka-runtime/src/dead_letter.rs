@@ -70,14 +70,7 @@ pub struct DeadLetter {
 
 impl From<ConsumerRecord> for DeadLetter {
     fn from(record: ConsumerRecord) -> Self {
-        let header = |name: &str| {
-            record
-                .headers
-                .iter()
-                .rev()
-                .find(|header| header.key == name)
-                .and_then(|header| header.value.clone())
-        };
+        let header = |name: &str| record.header(name).map(<[u8]>::to_vec);
         let text = |name: &str| header(name).and_then(|value| String::from_utf8(value).ok());
         let long = |name: &str| {
             header(name)

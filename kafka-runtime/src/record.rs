@@ -59,6 +59,16 @@ impl ConsumerRecord {
     pub fn coordinates(&self) -> String {
         Coordinates(&self.topic, self.partition, self.offset).to_string()
     }
+
+    /// The value of the last header named `name` (Spring's `lastHeader`); `None` if there is
+    /// none or its value is null.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|header| header.key == name)
+            .and_then(|header| header.value.as_deref())
+    }
 }
 
 /// A record as read, borrowed from librdkafka's fetch buffer (or from a [`ConsumerRecord`]):

@@ -38,6 +38,10 @@ use serde::Serialize;
 use crate::codec::{self, CodecError};
 use crate::config::{client, Format, KafkaSettings};
 use crate::error::Error;
+use crate::record::ConsumerRecord;
+use crate::reply::{
+    correlation_id, ReplyReader, RequestError, CORRELATION_ID_HEADER, REPLY_TOPIC_HEADER,
+};
 
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +88,10 @@ struct TemplateInner {
     sink: Sink,
     key_format: Format,
     value_format: Format,
+    /// The reader of the reply topic, once started (`listen_for_replies`).
+    replies: std::sync::OnceLock<ReplyReader>,
+    /// `template.reply-timeout`.
+    reply_timeout: Duration,
 }
 
 /// Where records go.
@@ -144,6 +152,8 @@ impl KafkaTemplate {
                 sink: Sink::Kafka { producer, metadata },
                 key_format: settings.producer.key_serializer,
                 value_format: settings.producer.value_serializer,
+                replies: std::sync::OnceLock::new(),
+                reply_timeout: settings.template.reply_timeout,
             }),
         })
     }
@@ -156,6 +166,8 @@ impl KafkaTemplate {
                 sink: Sink::Recording(std::sync::Mutex::new(Vec::new())),
                 key_format: settings.producer.key_serializer,
                 value_format: settings.producer.value_serializer,
+                replies: std::sync::OnceLock::new(),
+                reply_timeout: settings.template.reply_timeout,
             }),
         }
     }
@@ -170,6 +182,28 @@ impl KafkaTemplate {
                 .unwrap_or_default(),
             Sink::Kafka { .. } => Vec::new(),
         }
+    }
+
+    /// Starts reading the reply topic `topic` (from its end), so that
+    /// [`RecordBuilder::send_and_receive`] gets its replies there. A running application's
+    /// template does this at startup with `kafka.template.reply-topic`; the topic must exist.
+    /// Once started, later calls change nothing.
+    pub async fn listen_for_replies(
+        &self,
+        settings: &KafkaSettings,
+        bootstrap: &str,
+        topic: &str,
+    ) -> Result<(), Error> {
+        if self.inner.replies.get().is_none() {
+            let reader = ReplyReader::start(settings, bootstrap, topic).await?;
+            let _ = self.inner.replies.set(reader);
+        }
+        Ok(())
+    }
+
+    /// `kafka.template.reply-timeout`: how long a request waits for its reply by default.
+    pub fn reply_timeout(&self) -> Duration {
+        self.inner.reply_timeout
     }
 
     /// Sends `value` with `key` to `topic` and waits for the broker's acknowledgment.
@@ -319,6 +353,58 @@ impl RecordBuilder<'_> {
     pub fn timestamp(mut self, millis: i64) -> Self {
         self.timestamp = Some(millis);
         self
+    }
+
+    /// Sends the record as a request and waits up to `timeout` for its reply (Spring's
+    /// `ReplyingKafkaTemplate.sendAndReceive`): the request carries the template's reply topic in
+    /// `kafka_replyTopic` (unless it names one itself) and a fresh `kafka_correlationId`; the
+    /// reply is the record on the reply topic that carries the same correlation id. Any number
+    /// of requests may wait at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(template: kafka_runtime::KafkaTemplate) -> Result<(), kafka_runtime::reply::RequestError> {
+    /// let reply = template
+    ///     .record("prices.requests")
+    ///     .key("order-7")
+    ///     .send_and_receive(&serde_json::json!({ "id": 7 }), template.reply_timeout())
+    ///     .await?;
+    /// let price: serde_json::Value = serde_json::from_slice(reply.value.as_deref().unwrap_or_default())
+    ///     .expect("a JSON reply");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`RequestError::NoReplyTopic`] without `kafka.template.reply-topic`,
+    /// [`RequestError::Send`] if the request was not sent, [`RequestError::Timeout`], and
+    /// [`RequestError::Remote`] when the reply carries `kafka_exception-message`.
+    pub async fn send_and_receive<V: Serialize + ?Sized + 'static>(
+        mut self,
+        value: &V,
+        timeout: Duration,
+    ) -> Result<ConsumerRecord, RequestError> {
+        let reader = self
+            .template
+            .inner
+            .replies
+            .get()
+            .ok_or(RequestError::NoReplyTopic)?;
+        if !self
+            .headers
+            .iter()
+            .any(|(name, _)| name == REPLY_TOPIC_HEADER)
+        {
+            self.headers.push((
+                REPLY_TOPIC_HEADER.to_owned(),
+                reader.topic().as_bytes().to_vec(),
+            ));
+        }
+        let correlation = correlation_id();
+        self.headers
+            .push((CORRELATION_ID_HEADER.to_owned(), correlation.clone()));
+        let topic = self.topic.clone();
+        let expected = reader.expect(correlation);
+        self.send(value).await?;
+        expected.receive(&topic, timeout).await
     }
 
     /// Encodes `value`, sends the record and waits for the broker's acknowledgment.

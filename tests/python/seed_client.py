@@ -7,6 +7,10 @@ command line for the interop tests:
     seed_client.py consume BOOTSTRAP TOPIC GROUP COUNT
         reads COUNT records with KafkaMessageConsumer.consume (manual commit after each);
         prints each value as a JSON line, then each record's key and headers as seen by aiokafka.
+    seed_client.py reply BOOTSTRAP TOPIC COUNT
+        answers COUNT requests read from TOPIC the way Spring's @SendTo does: {"echo": <request>,
+        "by": "python"} to the topic in kafka_replyTopic (and kafka_replyPartition), with the
+        request's key and its kafka_correlationId copied; prints one line per answer.
 """
 
 import asyncio
@@ -205,12 +209,42 @@ async def consume(bootstrap: str, topic: str, group: str, count: int) -> None:
         await raw.stop()
 
 
+async def reply(bootstrap: str, topic: str, count: int) -> None:
+    requests = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await requests.start()
+    await producer.start()
+    try:
+        answered = 0
+        while answered < count:
+            batch = await asyncio.wait_for(requests.getmany(timeout_ms=1000), timeout=60)
+            for records in batch.values():
+                for record in records:
+                    headers = dict(record.headers)
+                    partition = headers.get("kafka_replyPartition")
+                    answer = {"echo": json.loads(record.value), "by": "python"}
+                    await producer.send_and_wait(
+                        headers["kafka_replyTopic"].decode(),
+                        json.dumps(answer).encode(),
+                        key=record.key,
+                        partition=int.from_bytes(partition, "big") if partition else None,
+                        headers=[("kafka_correlationId", headers["kafka_correlationId"])],
+                    )
+                    answered += 1
+                    print(f"answered {record.offset}", flush=True)
+    finally:
+        await requests.stop()
+        await producer.stop()
+
+
 def main() -> None:
     command, args = sys.argv[1], sys.argv[2:]
     if command == "produce":
         asyncio.run(produce(args[0], args[1], int(args[2])))
     elif command == "consume":
         asyncio.run(consume(args[0], args[1], args[2], int(args[3])))
+    elif command == "reply":
+        asyncio.run(reply(args[0], args[1], int(args[2])))
     else:
         sys.exit(f"unknown command {command}")
 

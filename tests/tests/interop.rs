@@ -290,3 +290,50 @@ async fn a_key_lands_on_the_same_partition_from_the_seeds_producer_and_from_the_
         &differing[..differing.len().min(5)]
     );
 }
+
+/// Our request, answered by a replier on the seed's client library that copies the headers as
+/// Spring's `@SendTo` does: the reply finds its caller by `kafka_correlationId`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_requests_are_answered_by_a_python_replier_copying_springs_headers() {
+    let cluster = Cluster::start();
+    let requests = cluster.topic("py-requests", 1);
+    let replies = unique("py-replies");
+    let app = cluster
+        .application(&format!("[kafka.template]\nreply-topic = \"{replies}\"\n"))
+        .with_listeners([])
+        .start()
+        .await
+        .expect("starts");
+    let (bootstrap, topic) = (cluster.bootstrap().to_owned(), requests.clone());
+    let replier =
+        tokio::task::spawn_blocking(move || seed_client(&["reply", &bootstrap, &topic, "3"]));
+    let mut asked = tokio::task::JoinSet::new();
+    for n in 0..3 {
+        let (template, topic) = (app.template().clone(), requests.clone());
+        asked.spawn(async move {
+            let reply = template
+                .record(&topic)
+                .key(&format!("user-{n}"))
+                .send_and_receive(
+                    &serde_json::json!({ "n": n }),
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+                .unwrap_or_else(|error| panic!("request {n}: {error}"));
+            let answer: serde_json::Value =
+                serde_json::from_slice(reply.value.as_deref().expect("a value")).expect("JSON");
+            assert_eq!(
+                answer,
+                serde_json::json!({ "echo": { "n": n }, "by": "python" })
+            );
+            let key = format!("user-{n}");
+            assert_eq!(reply.key.as_deref(), Some(key.as_bytes()));
+        });
+    }
+    while let Some(done) = asked.join_next().await {
+        done.expect("each request got its own reply");
+    }
+    let answered = replier.await.expect("the replier ran");
+    assert_eq!(answered.lines().count(), 3, "{answered}");
+    app.shutdown().await;
+}

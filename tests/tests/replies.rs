@@ -24,15 +24,6 @@ struct Priced {
     total: u64,
 }
 
-fn header<'r>(record: &'r ConsumerRecord, name: &str) -> Option<&'r [u8]> {
-    record
-        .headers
-        .iter()
-        .rev()
-        .find(|header| header.key == name)
-        .and_then(|header| header.value.as_deref())
-}
-
 /// Starts `listener` alone, with `extra` TOML and the properties its placeholders name.
 async fn start(
     cluster: &Cluster,
@@ -97,13 +88,13 @@ async fn a_send_to_listener_replies_with_the_requests_key_and_correlation_id() {
             "the request's key"
         );
         assert_eq!(
-            header(reply, CORRELATION_ID_HEADER),
+            reply.header(CORRELATION_ID_HEADER),
             Some(&[id as u8; 16][..]),
             "Spring's correlation id, as it came"
         );
         let trace = format!("trace-{id}");
         assert_eq!(
-            header(reply, "correlation_id"),
+            reply.header("correlation_id"),
             Some(trace.as_bytes()),
             "the inherited correlation id"
         );
@@ -211,7 +202,7 @@ async fn a_vec_is_one_reply_per_element_and_a_reply_record_sets_its_own_key_and_
     assert!(lines.iter().all(|r| r.key.as_deref() == Some(&b"k"[..])));
     let other = kafka.read(&routed, 1, PATIENCE).await;
     assert_eq!(other[0].key.as_deref(), Some(&b"routed"[..]));
-    assert_eq!(header(&other[0], "routed"), Some(&b"yes"[..]));
+    assert_eq!(other[0].header("routed"), Some(&b"yes"[..]));
     app.shutdown().await;
 }
 
@@ -284,4 +275,110 @@ async fn a_handler_test_sees_the_replies_without_a_broker() {
     assert!(reply
         .headers
         .contains(&(CORRELATION_ID_HEADER.to_owned(), b"c-7".to_vec())));
+}
+
+// --- request/reply (ReplyingKafkaTemplate) ----------------------------------------------------
+
+/// Answers where each request asks (no `send_to`); an order without an amount gets an error reply.
+#[kafka_listener(
+    id = "quote",
+    topics = "${topic}",
+    group = "${group}",
+    auto_startup = false
+)]
+async fn quote(Payload(order): Payload<Order>) -> Reply<Priced> {
+    if order.amount == 0 {
+        return Reply::error(format!("order {} has no amount", order.id));
+    }
+    Reply::new(Priced {
+        id: order.id,
+        total: order.amount * 2,
+    })
+}
+
+fn replying(replies: &str) -> String {
+    format!("[kafka.template]\nreply-topic = \"{replies}\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_of_many_concurrent_requests_gets_its_own_reply() {
+    let cluster = Cluster::start();
+    let topic = cluster.topic("quotes", 3);
+    let (group, replies) = (unique("quote"), unique("quote-replies"));
+    let app = start(&cluster, &replying(&replies), "quote", (&topic, &group, "")).await;
+    let template = app.template();
+    let mut requests = tokio::task::JoinSet::new();
+    for id in 1..=60u64 {
+        let (template, topic) = (template.clone(), topic.clone());
+        requests.spawn(async move {
+            let reply = template
+                .record(&topic)
+                .key(&format!("order-{id}"))
+                .send_and_receive(&serde_json::json!({ "id": id, "amount": id }), PATIENCE)
+                .await
+                .unwrap_or_else(|error| panic!("request {id}: {error}"));
+            (id, json::<Priced>(&reply))
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = requests.join_next().await {
+        let (id, priced) = done.expect("the request's task ends");
+        assert_eq!(
+            priced,
+            Priced { id, total: 2 * id },
+            "the reply to request {id}"
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, 60);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_reply_a_missing_reply_and_a_missing_reply_topic_are_typed_errors() {
+    use kafka_runtime::reply::RequestError;
+    let cluster = Cluster::start();
+    let (topic, unanswered) = (cluster.topic("quotes", 1), cluster.topic("unanswered", 1));
+    let (group, replies) = (unique("quote"), unique("quote-replies"));
+    let app = start(&cluster, &replying(&replies), "quote", (&topic, &group, "")).await;
+    let template = app.template();
+
+    let error = template
+        .record(&topic)
+        .send_and_receive(&serde_json::json!({ "id": 9, "amount": 0 }), PATIENCE)
+        .await
+        .expect_err("an error reply");
+    match error {
+        RequestError::Remote { message, .. } => assert_eq!(message, "order 9 has no amount"),
+        other => panic!("expected a remote error, got {other}"),
+    }
+
+    let started = std::time::Instant::now();
+    let timeout = std::time::Duration::from_millis(500);
+    let error = template
+        .record(&unanswered)
+        .send_and_receive("anyone?", timeout)
+        .await
+        .expect_err("nobody answers");
+    assert!(
+        matches!(error, RequestError::Timeout { after, .. } if after == timeout),
+        "{error}"
+    );
+    assert!(started.elapsed() < timeout * 4, "gave up at the timeout");
+    app.shutdown().await;
+
+    let plain = cluster
+        .application("")
+        .with_listeners([])
+        .start()
+        .await
+        .expect("starts");
+    let error = plain
+        .template()
+        .record(&topic)
+        .send_and_receive("no reply topic", timeout)
+        .await
+        .expect_err("no reply topic");
+    assert!(matches!(error, RequestError::NoReplyTopic), "{error}");
+    plain.shutdown().await;
 }

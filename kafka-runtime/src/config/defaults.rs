@@ -8,6 +8,9 @@ const DEFAULTS: &str = r#"
 key-serializer = "string"
 value-serializer = "json"
 
+[kafka.template]
+reply-timeout = "5s"
+
 [kafka.consumer]
 auto-offset-reset = "earliest"
 key-deserializer = "string"

@@ -66,6 +66,9 @@ pub struct KafkaSettings {
     /// `producer.*`: the [`KafkaTemplate`](crate::KafkaTemplate)'s producer.
     #[serde(default)]
     pub producer: ProducerSettings,
+    /// `template.*`: the template's request/reply side.
+    #[serde(default)]
+    pub template: TemplateSettings,
     /// `consumer.*`: every listener container's consumers.
     #[serde(default)]
     pub consumer: ConsumerSettings,
@@ -131,6 +134,40 @@ impl TopicDeclaration {
     }
     fn default_replication_factor() -> i32 {
         1
+    }
+}
+
+/// `[kafka.template]`: requests that wait for their reply (Spring's `ReplyingKafkaTemplate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct TemplateSettings {
+    /// `reply-topic`: where replies to this application's requests arrive (named in each
+    /// request's `kafka_replyTopic`); created at startup when missing. Not a Spring Boot key:
+    /// Spring names it with the reply container.
+    #[serde(default)]
+    pub reply_topic: Option<String>,
+    /// `reply-timeout`: how long a request waits for its reply unless it says (default 5s,
+    /// Spring's).
+    #[serde(
+        default = "TemplateSettings::default_reply_timeout",
+        with = "values::duration"
+    )]
+    pub reply_timeout: Duration,
+}
+
+impl TemplateSettings {
+    fn default_reply_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        TemplateSettings {
+            reply_topic: None,
+            reply_timeout: Self::default_reply_timeout(),
+        }
     }
 }
 

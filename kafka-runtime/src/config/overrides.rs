@@ -23,6 +23,8 @@ const ENV_KEYS: &[&str] = &[
     "producer.linger-ms",
     "producer.key-serializer",
     "producer.value-serializer",
+    "template.reply-topic",
+    "template.reply-timeout",
     "consumer.group-id",
     "consumer.auto-offset-reset",
     "consumer.enable-auto-commit",

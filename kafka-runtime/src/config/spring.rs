@@ -6,7 +6,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("admin.", "topics are declared as [[kafka.topics]] and created at startup; admin client settings go in kafka.properties.*"),
     ("streams.", "Kafka Streams is not part of this runtime"),
     ("jaas.", "set SASL with kafka.properties.\"sasl.mechanism\", \"sasl.username\" and \"sasl.password\""),
-    ("template.", "name the topic in each KafkaTemplate send"),
+    ("template.default-topic", "name the topic in each KafkaTemplate send"),
     ("ssl.bundle", "set kafka.ssl.* locations"),
     ("consumer.fetch-max-wait", "set kafka.consumer.properties.\"fetch.wait.max.ms\""),
     ("consumer.fetch-min-size", "set kafka.consumer.properties.\"fetch.min.bytes\""),

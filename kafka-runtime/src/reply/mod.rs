@@ -37,7 +37,11 @@
 //! record with its `Ack`. Replies of an attempt that failed may have been sent already: they
 //! are sent again with the next attempt (at least once).
 
+mod request;
 mod send_to;
+
+pub use request::RequestError;
+pub(crate) use request::{correlation_id, ReplyReader};
 
 #[doc(hidden)]
 pub use send_to::{
@@ -61,6 +65,10 @@ pub const REPLY_PARTITION_HEADER: &str = "kafka_replyPartition";
 /// copied from the request onto each reply byte for byte.
 pub const CORRELATION_ID_HEADER: &str = "kafka_correlationId";
 
+/// The header of a reply that answers with an error (Spring's `KafkaHeaders.EXCEPTION_MESSAGE`):
+/// the requester's `send_and_receive` gives [`RequestError::Remote`] with its text.
+pub const EXCEPTION_MESSAGE_HEADER: &str = "kafka_exception-message";
+
 /// A reply with more than a value: its own key, headers, topic or partition (Spring's
 /// `Message<?>` return type).
 ///
@@ -78,7 +86,8 @@ pub const CORRELATION_ID_HEADER: &str = "kafka_correlationId";
 /// ```
 #[must_use = "a reply is sent only when the handler returns it"]
 pub struct Reply<T> {
-    value: T,
+    /// `None`: a reply with a null value (an error reply).
+    value: Option<T>,
     key: Option<Box<dyn EncodeKey>>,
     headers: Vec<(String, Vec<u8>)>,
     topic: Option<String>,
@@ -89,9 +98,25 @@ impl<T> Reply<T> {
     /// A reply of `value`, encoded per `producer.value-serializer`.
     pub fn new(value: T) -> Self {
         Reply {
-            value,
+            value: Some(value),
             key: None,
             headers: Vec::new(),
+            topic: None,
+            partition: None,
+        }
+    }
+
+    /// A reply that answers with an error: a null value and Spring's `kafka_exception-message`
+    /// header holding `message`; the requester's `send_and_receive` gives
+    /// [`RequestError::Remote`].
+    pub fn error(message: impl std::fmt::Display) -> Self {
+        Reply {
+            value: None,
+            key: None,
+            headers: vec![(
+                EXCEPTION_MESSAGE_HEADER.to_owned(),
+                message.to_string().into_bytes(),
+            )],
             topic: None,
             partition: None,
         }

@@ -30,7 +30,8 @@ struct Outgoing {
     topic: Option<String>,
     partition: Option<i32>,
     key: Option<Vec<u8>>,
-    value: Vec<u8>,
+    /// `None`: a null value.
+    value: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -93,7 +94,7 @@ impl ReplyTo {
                 topic: None,
                 partition: None,
                 key: None,
-                value: bytes,
+                value: Some(bytes),
                 headers: Vec::new(),
             }),
             Err(error) => self.cannot_encode("value", &error),
@@ -107,16 +108,18 @@ impl ReplyTo {
             Ok(key) => key,
             Err(error) => return self.cannot_encode("key", &error),
         };
-        match codec::encode(&reply.value, value_format) {
-            Ok(bytes) => self.replies.push(Outgoing {
-                topic: reply.topic,
-                partition: reply.partition,
-                key,
-                value: bytes,
-                headers: reply.headers,
-            }),
-            Err(error) => self.cannot_encode("value", &error),
-        }
+        let value = match reply.value.map(|value| codec::encode(&value, value_format)) {
+            None => None,
+            Some(Ok(bytes)) => Some(bytes),
+            Some(Err(error)) => return self.cannot_encode("value", &error),
+        };
+        self.replies.push(Outgoing {
+            topic: reply.topic,
+            partition: reply.partition,
+            key,
+            value,
+            headers: reply.headers,
+        });
     }
 
     fn cannot_encode(&mut self, part: &str, error: &codec::CodecError) {
@@ -174,7 +177,7 @@ impl ReplyTo {
                         &destination,
                         partition,
                         key.as_deref(),
-                        Some(&reply.value),
+                        reply.value.as_deref(),
                         headers,
                     )
                     .await
