@@ -540,6 +540,25 @@ fn resolve(
         )
         .map_err(listener_error)?
         .map(std::num::NonZeroU32::get);
+    let transactional = settings.producer.transaction_id_prefix.clone();
+    if transactional.is_some() {
+        let refused = if batch {
+            Some("a batch listener")
+        } else if ordering != Ordering::Partition {
+            Some("ordering `key` or `none`")
+        } else if retry_topics.is_some() {
+            Some("retry topics")
+        } else if !matches!(ack_mode, crate::AckMode::Record | crate::AckMode::Batch) {
+            Some("this ack mode")
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            return Err(listener_error(format!(
+                "transactions (producer.transaction-id-prefix) are for record listeners with                  ordering `partition`, ack mode `record` (a transaction per record) or `batch`                  (per batch read), and the error handler's retries; not with {refused}"
+            )));
+        }
+    }
     let republishes = retry_topics.is_some() || errors.recoverer.dead_letter_topic("").is_some();
     let dead_letter =
         republishes.then(|| DeadLetterPublisher::new(app.template().clone(), group.clone()));
@@ -582,6 +601,7 @@ fn resolve(
         retry_topics,
         main_topics,
         dead_letter,
+        transactional,
     }))
 }
 

@@ -62,6 +62,7 @@ pub mod reply;
 pub mod template;
 #[cfg(feature = "test-util")]
 pub mod test;
+mod transaction;
 
 pub use ack::Ack;
 pub use app::{ConsumerAssignments, KafkaApplication, RunningApplication, ShutdownReport};
@@ -78,7 +79,8 @@ pub use lifecycle::HookResult;
 pub use listener::{BatchError, HandlerError, IntoHandlerResult, ListenerRegistration};
 pub use record::{ConsumerRecord, Header, TimestampType};
 pub use reply::Reply;
-pub use template::{KafkaTemplate, SendError, SendResult};
+pub use template::{InTransactionError, KafkaTemplate, SendError, SendResult};
+pub use transaction::TransactionError;
 
 /// Everything a handler module needs: `use kafka_runtime::prelude::*;`.
 pub mod prelude {

@@ -36,12 +36,13 @@ use rdkafka::util::Timeout;
 use serde::Serialize;
 
 use crate::codec::{self, CodecError};
-use crate::config::{client, Format, KafkaSettings};
+use crate::config::{client, Format, KafkaSettings, Properties};
 use crate::error::Error;
 use crate::record::ConsumerRecord;
 use crate::reply::{
     correlation_id, ReplyReader, RequestError, CORRELATION_ID_HEADER, REPLY_TOPIC_HEADER,
 };
+use crate::transaction::{TransactionError, TransactionalProducer};
 
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,12 @@ struct TemplateInner {
     replies: std::sync::OnceLock<ReplyReader>,
     /// `template.reply-timeout`.
     reply_timeout: Duration,
+    /// The producer's properties, for transactional producers; `None` for a recording sink.
+    properties: Option<Properties>,
+    /// `producer.transaction-id-prefix`.
+    transaction_prefix: Option<String>,
+    /// The template's own transactions (`in_transaction`), one at a time.
+    transactions: tokio::sync::Mutex<Option<Arc<TransactionalProducer>>>,
 }
 
 /// Where records go.
@@ -154,6 +161,9 @@ impl KafkaTemplate {
                 value_format: settings.producer.value_serializer,
                 replies: std::sync::OnceLock::new(),
                 reply_timeout: settings.template.reply_timeout,
+                properties: Some(props),
+                transaction_prefix: settings.producer.transaction_id_prefix.clone(),
+                transactions: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -168,6 +178,9 @@ impl KafkaTemplate {
                 value_format: settings.producer.value_serializer,
                 replies: std::sync::OnceLock::new(),
                 reply_timeout: settings.template.reply_timeout,
+                properties: None,
+                transaction_prefix: settings.producer.transaction_id_prefix.clone(),
+                transactions: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -199,6 +212,103 @@ impl KafkaTemplate {
             let _ = self.inner.replies.set(reader);
         }
         Ok(())
+    }
+
+    /// `producer.transaction-id-prefix`, when transactions are on.
+    pub(crate) fn transaction_prefix(&self) -> Option<&str> {
+        self.inner.transaction_prefix.as_deref()
+    }
+
+    /// A producer with `transactional.id = id` and this template's producer settings,
+    /// initialized; `None` for a recording template (a handler test's).
+    pub(crate) async fn transactional_producer(
+        &self,
+        id: String,
+    ) -> Option<Result<Arc<TransactionalProducer>, TransactionError>> {
+        let properties = self.inner.properties.as_ref()?;
+        Some(TransactionalProducer::start(properties, id).await)
+    }
+
+    /// Runs `work` in a transaction of the template's own (Spring's `executeInTransaction`):
+    /// what it sends through this template (or any clone) becomes visible to `read_committed`
+    /// readers only when it returns `Ok`; on `Err` the transaction is aborted. Transactions of
+    /// the template run one at a time. Needs `producer.transaction-id-prefix`; the
+    /// `transactional.id` is the prefix, `template.` and a random suffix (a new one per
+    /// process: nothing to fence, no consumed offsets).
+    ///
+    /// ```no_run
+    /// # async fn demo(template: kafka_runtime::KafkaTemplate) -> Result<(), kafka_runtime::InTransactionError<kafka_runtime::SendError>> {
+    /// template
+    ///     .in_transaction(|| async {
+    ///         template.send("orders", "order-1", "created").await?;
+    ///         template.send("audit", "order-1", "order-1 created").await?;
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`InTransactionError::Aborted`] with `work`'s error; [`InTransactionError::Transaction`]
+    /// when the transaction could not be started or committed (then nothing is visible), or
+    /// without a transaction id prefix.
+    pub async fn in_transaction<T, E, F, Fut>(&self, work: F) -> Result<T, InTransactionError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut own = self.inner.transactions.lock().await;
+        let producer = match &*own {
+            Some(producer) => Arc::clone(producer),
+            None => {
+                let id = format!(
+                    "{}template.{:016x}",
+                    self.transaction_prefix()
+                        .ok_or(InTransactionError::NotTransactional)?,
+                    u64::from_be_bytes(
+                        crate::reply::correlation_id()[8..]
+                            .try_into()
+                            .unwrap_or_default()
+                    )
+                );
+                let producer = self
+                    .transactional_producer(id)
+                    .await
+                    .ok_or(InTransactionError::NotTransactional)??;
+                *own = Some(Arc::clone(&producer));
+                producer
+            }
+        };
+        producer.begin()?;
+        match crate::transaction::scope(Arc::clone(&producer), work()).await {
+            Ok(value) => match producer.commit(None).await {
+                Ok(()) => Ok(value),
+                Err(error) => {
+                    self.after_failure(&mut own, &producer, &error).await;
+                    Err(error.into())
+                }
+            },
+            Err(error) => {
+                if let Err(failed) = producer.abort().await {
+                    self.after_failure(&mut own, &producer, &failed).await;
+                }
+                Err(InTransactionError::Aborted(error))
+            }
+        }
+    }
+
+    /// After a failed commit or abort: a producer that cannot go on is replaced next time; one
+    /// that can is left with no open transaction.
+    async fn after_failure(
+        &self,
+        own: &mut Option<Arc<TransactionalProducer>>,
+        producer: &Arc<TransactionalProducer>,
+        error: &TransactionError,
+    ) {
+        tracing::warn!(%error, "the template's transaction failed; nothing it sent is visible");
+        if error.is_fatal() || producer.abort().await.is_err() {
+            *own = None;
+        }
     }
 
     /// `kafka.template.reply-timeout`: how long a request waits for its reply by default.
@@ -317,6 +427,21 @@ impl KafkaTemplate {
             Sink::Recording(_) => Ok(()),
         }
     }
+}
+
+/// Why [`KafkaTemplate::in_transaction`] committed nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InTransactionError<E> {
+    /// The work failed; the transaction was aborted.
+    #[error("the transaction was aborted: {0}")]
+    Aborted(E),
+    /// The transaction could not begin or commit.
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+    /// `producer.transaction-id-prefix` is not set.
+    #[error("transactions need producer.transaction-id-prefix")]
+    NotTransactional,
 }
 
 /// A record being built: see [`KafkaTemplate::record`].
@@ -451,10 +576,14 @@ struct Encoded {
 impl Encoded {
     async fn deliver(mut self) -> Result<SendResult, SendError> {
         crate::handling::add_inherited(&mut self.headers);
-        let producer = match &self.template.sink {
-            Sink::Kafka { producer, .. } => producer,
+        // Inside a transaction (a transactional listener's handling, `in_transaction`), the
+        // send joins it.
+        let transaction = crate::transaction::current();
+        let producer = match (&self.template.sink, &transaction) {
+            (Sink::Kafka { .. }, Some(transaction)) => transaction.producer(),
+            (Sink::Kafka { producer, .. }, None) => producer,
             #[cfg(feature = "test-util")]
-            Sink::Recording(sent) => {
+            (Sink::Recording(sent), _) => {
                 return Ok(record_in(
                     sent,
                     SentRecord {

@@ -299,11 +299,8 @@ async fn our_requests_are_answered_by_a_python_replier_copying_springs_headers()
     let requests = cluster.topic("py-requests", 1);
     let replies = unique("py-replies");
     let app = cluster
-        .application(&format!("[kafka.template]\nreply-topic = \"{replies}\"\n"))
-        .with_listeners([])
-        .start()
-        .await
-        .expect("starts");
+        .start_without_listeners(&format!("[kafka.template]\nreply-topic = \"{replies}\"\n"))
+        .await;
     let (bootstrap, topic) = (cluster.bootstrap().to_owned(), requests.clone());
     let replier =
         tokio::task::spawn_blocking(move || seed_client(&["reply", &bootstrap, &topic, "3"]));

@@ -367,12 +367,7 @@ async fn an_error_reply_a_missing_reply_and_a_missing_reply_topic_are_typed_erro
     assert!(started.elapsed() < timeout * 4, "gave up at the timeout");
     app.shutdown().await;
 
-    let plain = cluster
-        .application("")
-        .with_listeners([])
-        .start()
-        .await
-        .expect("starts");
+    let plain = cluster.start_without_listeners("").await;
     let error = plain
         .template()
         .record(&topic)

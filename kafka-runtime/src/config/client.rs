@@ -50,6 +50,12 @@ impl KafkaSettings {
             "auto.offset.reset".into(),
             self.consumer.auto_offset_reset.librdkafka_value().into(),
         );
+        if let Some(isolation) = self.consumer.isolation_level {
+            props.insert(
+                "isolation.level".into(),
+                isolation.librdkafka_value().into(),
+            );
+        }
         pass_through(
             &mut props,
             self.properties.iter().chain(&self.consumer.properties),

@@ -38,8 +38,9 @@ pub use load::{ConfigError, Layers};
 pub(crate) use overrides::env_var_name;
 pub use values::Properties;
 pub use values::{
-    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, ListenerType, LogFormat,
-    OffsetReset, Ordering, PropertyMap, PropertyValue, RecovererKind, SpanLevel,
+    AckMode, Acks, BackOffKind, BootstrapServers, CompressionType, Format, IsolationLevel,
+    ListenerType, LogFormat, OffsetReset, Ordering, PropertyMap, PropertyValue, RecovererKind,
+    SpanLevel,
 };
 
 use std::collections::BTreeMap;
@@ -332,6 +333,11 @@ pub struct ProducerSettings {
     /// `value-serializer`: how the template encodes values (default `json`).
     #[serde(default = "Format::default_value")]
     pub value_serializer: Format,
+    /// `transaction-id-prefix`: turns transactions on (Spring Boot's key): each listener's
+    /// handling runs in a Kafka transaction with its consumed offsets, and the template can run
+    /// transactions of its own ([`KafkaTemplate::in_transaction`](crate::KafkaTemplate::in_transaction)).
+    #[serde(default)]
+    pub transaction_id_prefix: Option<String>,
     /// `properties.*`: librdkafka producer settings passed unchanged.
     #[serde(default)]
     pub properties: PropertyMap,
@@ -347,6 +353,7 @@ impl Default for ProducerSettings {
             linger_ms: None,
             key_serializer: Format::default_key(),
             value_serializer: Format::default_value(),
+            transaction_id_prefix: None,
             properties: PropertyMap::default(),
         }
     }
@@ -364,6 +371,10 @@ pub struct ConsumerSettings {
     /// (librdkafka `auto.offset.reset`).
     #[serde(default = "ConsumerSettings::default_offset_reset")]
     pub auto_offset_reset: OffsetReset,
+    /// `isolation-level`: `read_committed` or `read_uncommitted` (librdkafka `isolation.level`;
+    /// unset: librdkafka's default, `read_committed`).
+    #[serde(default)]
+    pub isolation_level: Option<IsolationLevel>,
     /// `enable-auto-commit`: must stay `false`; the container commits according to `listener.ack-mode`.
     #[serde(default)]
     pub enable_auto_commit: Option<bool>,
@@ -396,6 +407,7 @@ impl Default for ConsumerSettings {
         Self {
             group_id: None,
             auto_offset_reset: Self::default_offset_reset(),
+            isolation_level: None,
             enable_auto_commit: None,
             key_deserializer: Format::default_key(),
             value_deserializer: Format::default_value(),

@@ -185,6 +185,41 @@ impl FromStr for OffsetReset {
 }
 deserialize_from_str!(OffsetReset);
 
+/// `isolation-level`: which records of transactions consumers see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IsolationLevel {
+    /// Only records of committed transactions (and records sent outside transactions).
+    ReadCommitted,
+    /// Every record, also those of open and aborted transactions.
+    ReadUncommitted,
+}
+
+impl IsolationLevel {
+    pub(crate) fn librdkafka_value(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read_committed",
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
+impl FromStr for IsolationLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match relaxed(text).as_str() {
+            "readcommitted" => IsolationLevel::ReadCommitted,
+            "readuncommitted" => IsolationLevel::ReadUncommitted,
+            _ => {
+                return Err(format!(
+                    "unknown isolation level `{text}`, expected read_committed or read_uncommitted"
+                ))
+            }
+        })
+    }
+}
+deserialize_from_str!(IsolationLevel);
+
 /// `compression-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

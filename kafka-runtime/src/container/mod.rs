@@ -69,6 +69,9 @@ pub(crate) struct ListenerSpec {
     pub(crate) retry_topics: Option<RetryTopics>,
     /// The listener's own topics; `topics` adds their retry topics.
     pub(crate) main_topics: Vec<String>,
+    /// `producer.transaction-id-prefix`: handling runs in transactions (see
+    /// `partition/transactional.rs`).
+    pub(crate) transactional: Option<String>,
     /// Present when records are republished: to dead-letter or retry topics.
     pub(crate) dead_letter: Option<DeadLetterPublisher>,
 }

@@ -77,6 +77,15 @@ impl Cluster {
         self.kafka.application_with(self.config(extra))
     }
 
+    /// An application with `extra` TOML and no listener: its template, hooks, reply reader.
+    pub async fn start_without_listeners(&self, extra: &str) -> kafka_runtime::RunningApplication {
+        self.application(extra)
+            .with_listeners([])
+            .start()
+            .await
+            .expect("application starts")
+    }
+
     /// Starts `listener` alone, with `extra` TOML, the properties `topic` and `group` (for its
     /// `${topic}` and `${group}`) and `state` registered.
     pub async fn start_listener(

@@ -11,6 +11,7 @@
 
 mod batch;
 mod parallel;
+mod transactional;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -106,6 +107,10 @@ pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
     /// The last offset offered to the committer, and acknowledgments since.
     offered: Option<i64>,
     acked: u32,
+    /// The partition's transactional producer (with `producer.transaction-id-prefix`).
+    transaction: Option<Arc<crate::transaction::TransactionalProducer>>,
+    /// A handler failed in the open transaction: abort it, and read again after this wait.
+    aborting: Option<Duration>,
 }
 
 impl<C: ConsumerContext + 'static> PartitionTask<C> {
@@ -126,6 +131,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             current: None,
             offered: None,
             acked: 0,
+            transaction: None,
+            aborting: None,
         }
     }
 
@@ -145,9 +152,17 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             self.run_in_order(&mut stream, &mut stop).await;
         }
         self.drain_acks(None);
+        // In transactions, offsets are committed only with them.
+        let committable = self
+            .setup
+            .spec
+            .transactional
+            .is_none()
+            .then(|| self.tracker.committable())
+            .flatten();
         let _ = stopped.send(Stopped {
             owner: self.setup.owner,
-            committable: self.tracker.committable(),
+            committable,
         });
     }
 
@@ -215,6 +230,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         (stream, held): (&mut MessageStream<'q, C>, &mut Option<BorrowedMessage<'q>>),
         stop: &watch::Receiver<bool>,
     ) {
+        if self.setup.spec.transactional.is_some() {
+            return self.read_in_transaction(invoke, first, stream, stop).await;
+        }
         let spec = Arc::clone(&self.setup.spec);
         let topic = Arc::clone(&self.setup.topic);
         let mut next = first;
@@ -300,7 +318,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 return started;
             }
         }
-        let previous = self.failure.take().filter(|f| f.offset == delivery.offset);
+        // Kept until its record comes back: a transaction's records before it come back first.
+        let previous = match &self.failure {
+            Some(failure) if failure.offset == delivery.offset => self.failure.take(),
+            _ => None,
+        };
         let attempt = previous.as_ref().map_or(1, |f| f.attempts + 1);
         self.setup.progress.handling(delivery.offset, started);
         let ended = if let Some(Failure {
@@ -371,6 +393,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 return self
                     .recover(&record.to_record(), delivery, error, attempt, 0)
                     .await
+            }
+            Outcome::Failed(error) if spec.transactional.is_some() => {
+                return self.fail_in_transaction(delivery, error, attempt);
             }
             Outcome::Failed(error) => error,
         };
@@ -576,6 +601,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let Some(committable) = self.tracker.committable() else {
             return;
         };
+        if self.setup.spec.transactional.is_some() {
+            // Committed with the transaction.
+            return;
+        }
         let moved = self.offered.is_none_or(|offered| committable > offered);
         if !(moved || batch_end && self.acked > 0) {
             return;
