@@ -7,18 +7,21 @@
 //! cargo bench --bench throughput -- --quick --default-logging   # the same under run()'s logging
 //! cargo bench --bench throughput -- --only batch  # a batch listener, ends with `ratio batch/raw: <x>`
 //! cargo bench --bench throughput -- --only parallel  # ordering = key, ends with `ratio key/partition: <x>`
+//! cargo bench --bench throughput -- --only transform # consume-transform-produce, ends with `ratio send_to/raw: <x>`
 //! KAFKA_BOOTSTRAP_SERVERS=host:port cargo bench --bench throughput   # a real broker
 //! ```
 //!
 //! Run by `cargo test` (as CI does, through `--all-targets`) it makes a smoke run with a tiny
 //! count. Options: `--count N` (records per consume scenario), `--rounds N` (interleaved rounds),
-//! `--only a,b` (scenarios: consume, batch, parallel, produce, latency, scaling, memory, python),
+//! `--only a,b` (scenarios: consume, batch, parallel, transform, produce, latency, scaling,
+//! memory, python),
 //! `--json FILE`
 //! (results for `benches/chart.py`).
 
 mod alloc;
 mod python;
 mod report;
+mod transform;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -1104,6 +1107,10 @@ fn main() {
         if options.runs("batch") {
             batch_ratio = batch(&broker, &options, &mut report).await;
         }
+        let mut transform_ratio = f64::NAN;
+        if options.runs("transform") {
+            transform_ratio = transform::run(&broker, &options, &mut report).await;
+        }
         if options.runs("produce") {
             produce(&broker, &options, &mut report).await;
         }
@@ -1125,6 +1132,9 @@ fn main() {
         }
         if options.runs("batch") {
             println!("ratio batch/raw: {batch_ratio:.3}");
+        }
+        if options.runs("transform") {
+            println!("ratio send_to/raw: {transform_ratio:.3}");
         }
         if options.runs("parallel") {
             println!("ratio key/partition: {parallel_ratio:.1}");

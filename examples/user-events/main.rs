@@ -11,7 +11,6 @@
 
 use std::process::ExitCode;
 
-use kafka_runtime::cli::{serve_flags, Cli};
 use kafka_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -85,37 +84,11 @@ async fn produce_sample_events(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_args();
     let bundled = (
         include_str!("application.toml"),
         "examples/user-events/application.toml",
     );
-    let config = match cli.load_config(Some(bundled)) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    kafka_runtime::cli::init_logging(&config.logging);
-    let app = match serve_flags(&cli, KafkaApplication::new(config)) {
-        Ok(app) => app,
-        Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(app)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            ExitCode::FAILURE
-        }
-    }
+    kafka_runtime::cli::run_bundled(Some(bundled), |app| app, serve)
 }
 
 async fn serve(app: KafkaApplication) -> Result<(), Box<dyn std::error::Error>> {

@@ -106,8 +106,36 @@ pub fn run() -> ExitCode {
 
 /// [`run`], with a chance to register state (`with_state`) or properties on the application.
 pub fn run_with(customize: impl FnOnce(KafkaApplication) -> KafkaApplication) -> ExitCode {
+    run_bundled(None, customize, KafkaApplication::run)
+}
+
+/// [`run_with`] for a binary that carries its configuration (`bundled`: the text and the name
+/// errors give it, used when no file is found) and serves in its own way: `serve` gets the
+/// application and runs it (e.g. `start()`, produce sample records, `run_until_signal()`).
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     kafka_runtime::cli::run_bundled(
+///         Some(("[kafka.consumer]\ngroup-id = \"orders\"\n", "bundled application.toml")),
+///         |app| app,
+///         |app| async move {
+///             let running = app.start().await?;
+///             running.run_until_signal().await
+///         },
+///     )
+/// }
+/// ```
+pub fn run_bundled<F, E>(
+    bundled: Option<(&str, &str)>,
+    customize: impl FnOnce(KafkaApplication) -> KafkaApplication,
+    serve: impl FnOnce(KafkaApplication) -> F,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let cli = Cli::parse_args();
-    let config = match cli.load_config(None) {
+    let config = match cli.load_config(bundled) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
@@ -129,7 +157,7 @@ pub fn run_with(customize: impl FnOnce(KafkaApplication) -> KafkaApplication) ->
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app.run()) {
+    match runtime.block_on(serve(app)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

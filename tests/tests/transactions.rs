@@ -255,3 +255,208 @@ async fn transactions_refuse_what_they_cannot_keep_atomic() {
         "{error}"
     );
 }
+
+// --- the enrich pipeline killed with SIGKILL ----------------------------------------------------
+
+const PIPELINE_PARTITIONS: i32 = 3;
+
+/// Every value of `topic` (all partitions) as a `read_committed` reader sees it.
+fn read_partitions(bootstrap: &str, topic: &str) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for partition in 0..PIPELINE_PARTITIONS {
+        partitions
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&partitions).expect("assigned");
+    let mut values = Vec::new();
+    let mut quiet = std::time::Instant::now();
+    while quiet.elapsed() < Duration::from_secs(3) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            values
+                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+            quiet = std::time::Instant::now();
+        }
+    }
+    values
+}
+
+/// `examples/enrich` killed with SIGKILL at random points and restarted, then drained: every
+/// input has its enriched output (0 lost), and where the broker hides aborted transactions, once
+/// (0 duplicates); where it cannot, the outputs past one are those of transactions open at a
+/// kill. `ENRICH_ROUNDS` sets the rounds (10 for the figures in RELIABILITY.md).
+#[test]
+fn the_enrich_pipeline_killed_at_random_points_writes_every_input_once() {
+    let cluster = Cluster::start();
+    if cluster.embedded().is_some() {
+        eprintln!("skipped: the mock cluster keeps no transactional offsets (see the module doc)");
+        return;
+    }
+    let rounds: usize = std::env::var("ENRICH_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(3);
+    let records = 2_000 * rounds;
+    let input = cluster.topic("enrich-in", PIPELINE_PARTITIONS);
+    let output = cluster.topic("enrich-out", PIPELINE_PARTITIONS);
+    let group = unique("enrich");
+    // Produced while the rounds run (100 a second: a run handles them as they come), so that
+    // every kill lands in the middle of the stream; the pipeline itself drains a backlog at
+    // tens of thousands a second.
+    let producer = {
+        let (bootstrap, input) = (cluster.bootstrap().to_owned(), input.clone());
+        std::thread::spawn(move || {
+            for chunk in (0..records).collect::<Vec<_>>().chunks(50) {
+                common::produce_all(
+                    &bootstrap,
+                    &input,
+                    chunk.iter().map(|n| {
+                        let user_id = if n % 1_000 == 7 { String::new() } else { n.to_string() };
+                        (
+                            format!("user-{}", n % 101),
+                            format!(
+                                r#"{{"event_type":"user_created","user_id":"{user_id}","email":"u{n}@example.com"}}"#
+                            ),
+                        )
+                    }),
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let refused = (0..records).filter(|n| n % 1_000 == 7).count();
+    let dir = std::env::temp_dir().join(unique("enrich"));
+    std::fs::create_dir_all(&dir).expect("work dir");
+    let config = dir.join("application.toml");
+    // The example's own configuration, with a short session so that a killed member's
+    // partitions move on quickly.
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[kafka.consumer.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n",
+            std::fs::read_to_string(common::repository().join("examples/enrich/application.toml"))
+                .expect("the example's configuration")
+        ),
+    )
+    .expect("config");
+    let start = || {
+        std::process::Command::new(common::example("enrich"))
+            .arg("--config")
+            .arg(&config)
+            .env("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap())
+            .env("ENRICH_INPUT", &input)
+            .env("ENRICH_OUTPUT", &output)
+            .env("KAFKA_CONSUMER_GROUP_ID", &group)
+            .env("RUST_LOG", "info,kafka_runtime::container=debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the pipeline starts")
+    };
+    // The moment a run is assigned its partitions (its log, on stdout, says so): the broker's end offsets
+    // lag behind on tansu, and the committed offsets are read too slowly to aim a kill.
+    // Each run's log is kept in `dir` (`run-<n>.log`) for a failure's post-mortem.
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let assigned = |child: &mut std::process::Child| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let log = child.stdout.take().expect("piped");
+        let run = runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("run-{run}.log"));
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut file = std::fs::File::create(path).ok();
+            for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+                if let Some(file) = &mut file {
+                    let _ = writeln!(file, "{line}");
+                }
+                if line.contains("partitions assigned") {
+                    let _ = sender.send(());
+                }
+            }
+        });
+        receiver
+    };
+    eprintln!("the pipeline's logs: {}", dir.display());
+    let committed = || -> i64 { cluster.committed_total(&group, &input, PIPELINE_PARTITIONS) };
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("random seed {seed}");
+    let started = std::time::Instant::now();
+    for round in 0..rounds {
+        let mut child = start();
+        let assignment = assigned(&mut child);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // A random moment after the run has committed its first transaction.
+        let before = committed();
+        let _ = assignment.recv_timeout(Duration::from_secs(120));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while committed() == before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(seed % 3_000));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("the pipeline dies");
+        eprintln!("round {round}: killed at {} committed", committed());
+    }
+    producer.join().expect("every input produced");
+    let mut child = start();
+    let _drain = assigned(&mut child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while committed() < records as i64 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drained = committed();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let drain_log =
+        std::fs::read_to_string(dir.join(format!("run-{rounds}.log"))).unwrap_or_default();
+    let tail: Vec<&str> = drain_log
+        .lines()
+        .filter(|line| !line.contains("DEBUG"))
+        .collect();
+    assert_eq!(
+        drained,
+        records as i64,
+        "every input committed; the last run's log ends with:\n{}",
+        tail[tail.len().saturating_sub(30)..].join("\n")
+    );
+
+    let outputs = read_partitions(cluster.bootstrap(), &output);
+    let mut per_source: std::collections::BTreeMap<String, usize> = Default::default();
+    for value in &outputs {
+        let enriched: serde_json::Value = serde_json::from_str(value).expect("JSON output");
+        let source = enriched["source"].as_str().expect("source").to_owned();
+        *per_source.entry(source).or_default() += 1;
+    }
+    let lost = records - refused - per_source.len();
+    let duplicates: usize = per_source.values().map(|count| count - 1).sum();
+    eprintln!(
+        "{rounds} kills, {records} inputs ({refused} refused): {} outputs, {lost} lost, {duplicates} \
+         duplicates, {:?} in all",
+        outputs.len(),
+        started.elapsed()
+    );
+    assert_eq!(lost, 0, "every accepted input has its output");
+    if hides_aborted(&cluster) {
+        assert_eq!(duplicates, 0, "exactly once for read_committed readers");
+    } else {
+        // The broker shows aborted transactions' records: each kill leaves at most one open
+        // transaction per partition, and each refused input aborts one, of at most
+        // max-poll-records (500) records each.
+        let aborted = rounds * PIPELINE_PARTITIONS as usize + refused;
+        assert!(duplicates <= aborted * 500, "{duplicates} duplicates");
+    }
+}

@@ -144,6 +144,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         stopped: std::sync::mpsc::Sender<Stopped>,
     ) {
         let mut stream = queue.stream();
+        if self.setup.spec.transactional.is_some() {
+            // Before anything is read: initializing the partition's producer aborts the open
+            // transaction of its previous owner, whose pending offsets would hold up the fetch
+            // of the committed offset (KIP-447's stable offsets) until the transaction timeout.
+            self.producer().await;
+        }
         if let (Invoker::Record(invoke), Ordering::Key | Ordering::None) =
             (self.setup.spec.invoke, self.setup.spec.ordering)
         {

@@ -128,7 +128,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
 
     /// This partition's transactional producer, made (and initialized, fencing the partition's
     /// previous owner) on first use; `None` if that failed (logged).
-    async fn producer(&mut self) -> Option<Arc<TransactionalProducer>> {
+    pub(super) async fn producer(&mut self) -> Option<Arc<TransactionalProducer>> {
         if let Some(producer) = &self.transaction {
             return Some(Arc::clone(producer));
         }
