@@ -373,6 +373,28 @@ impl KafkaTemplate {
         (self.inner.key_format, self.inner.value_format)
     }
 
+    /// Sends bytes as they are, a listener's reply: inside a transaction only queued (the
+    /// commit flushes it, and fails if it was not delivered), elsewhere delivered.
+    pub(crate) async fn send_reply(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), SendError> {
+        Encoded {
+            template: Arc::clone(&self.inner),
+            topic: topic.to_owned(),
+            key,
+            value,
+            headers,
+            partition,
+            timestamp: None,
+        }
+        .queue_in_transaction()
+        .await
+    }
+
     /// Sends bytes as they are (no encoding), e.g. a record copied to a dead-letter topic.
     pub(crate) async fn send_raw(
         &self,
@@ -574,6 +596,21 @@ struct Encoded {
 }
 
 impl Encoded {
+    /// Inside a transaction, queues the record and returns: the commit flushes it, and fails
+    /// (so the transaction is aborted) if it was not delivered. Elsewhere, or when the queue is
+    /// full, delivers it.
+    async fn queue_in_transaction(mut self) -> Result<(), SendError> {
+        if let (Sink::Kafka { .. }, Some(transaction)) =
+            (&self.template.sink, crate::transaction::current())
+        {
+            crate::handling::add_inherited(&mut self.headers);
+            if transaction.producer().send_result(self.record()).is_ok() {
+                return Ok(());
+            }
+        }
+        self.deliver().await.map(|_| ())
+    }
+
     async fn deliver(mut self) -> Result<SendResult, SendError> {
         crate::handling::add_inherited(&mut self.headers);
         // Inside a transaction (a transactional listener's handling, `in_transaction`), the
@@ -597,6 +634,23 @@ impl Encoded {
                 ))
             }
         };
+        let started = std::time::Instant::now();
+        let delivered = producer.send(self.record(), Timeout::Never).await;
+        crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
+        match delivered {
+            Ok(delivery) => Ok(SendResult {
+                topic: self.topic.clone(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((source, _)) => Err(SendError::Delivery {
+                topic: self.topic.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
         if let Some(value) = &self.value {
             record = record.payload(&value[..]);
@@ -622,20 +676,7 @@ impl Encoded {
         if let Some(timestamp) = self.timestamp {
             record = record.timestamp(timestamp);
         }
-        let started = std::time::Instant::now();
-        let delivered = producer.send(record, Timeout::Never).await;
-        crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
-        match delivered {
-            Ok(delivery) => Ok(SendResult {
-                topic: self.topic.clone(),
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-            Err((source, _)) => Err(SendError::Delivery {
-                topic: self.topic.clone(),
-                source,
-            }),
-        }
+        record
     }
 }
 

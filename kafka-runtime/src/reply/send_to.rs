@@ -173,13 +173,7 @@ impl ReplyTo {
             let destination = destination.clone();
             Some(async move {
                 template
-                    .send_raw(
-                        &destination,
-                        partition,
-                        key.as_deref(),
-                        reply.value.as_deref(),
-                        headers,
-                    )
+                    .send_reply(&destination, partition, (key, reply.value), headers)
                     .await
             })
         });
