@@ -522,7 +522,7 @@ impl RecordBuilder<'_> {
     ///
     /// # Errors
     /// [`RequestError::NoReplyTopic`] without `kafka.template.reply-topic`,
-    /// [`RequestError::Send`] if the request was not sent, [`RequestError::Timeout`], and
+    /// [`RequestError::NotSent`] if the request was not sent, [`RequestError::Timeout`], and
     /// [`RequestError::Remote`] when the reply carries `kafka_exception-message`.
     pub async fn send_and_receive<V: Serialize + ?Sized + 'static>(
         mut self,

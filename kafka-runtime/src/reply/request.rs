@@ -32,9 +32,10 @@ pub enum RequestError {
     /// The template has no reply topic: set `kafka.template.reply-topic`.
     #[error("the template has no reply topic: set kafka.template.reply-topic")]
     NoReplyTopic,
-    /// The request was not sent.
+    /// The request was not sent. (Not named `Send`: a public item of that name would make
+    /// rustc spell the `Send` trait `std::marker::Send` in users' error messages.)
     #[error(transparent)]
-    Send(#[from] SendError),
+    NotSent(#[from] SendError),
     /// No reply arrived in time (Spring's `KafkaReplyTimeoutException`).
     #[error("no reply to the request on `{topic}` within {after:?}")]
     Timeout {
