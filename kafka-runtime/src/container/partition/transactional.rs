@@ -154,7 +154,13 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     /// on failure aborts it and reads them again.
     async fn commit(&mut self, producer: &Arc<TransactionalProducer>, start: i64, handled: u32) {
         let Some(next) = self.tracker.committable() else {
-            return self.abort(producer).await;
+            // Nothing of the partition acknowledged yet: nothing to commit with the records.
+            tracing::warn!(
+                listener = self.setup.spec.id, partition = self.setup.partition, start, handled,
+                "a transaction without a committable offset is aborted; its records will be handled again"
+            );
+            self.abort(producer).await;
+            return self.rewind(start, RECOVERY_RETRY_MIN);
         };
         let mut offsets = TopicPartitionList::new();
         let added = offsets.add_partition_offset(
