@@ -261,16 +261,14 @@ impl KafkaTemplate {
         let producer = match &*own {
             Some(producer) => Arc::clone(producer),
             None => {
-                let id = format!(
-                    "{}template.{:016x}",
-                    self.transaction_prefix()
-                        .ok_or(InTransactionError::NotTransactional)?,
-                    u64::from_be_bytes(
-                        crate::reply::correlation_id()[8..]
-                            .try_into()
-                            .unwrap_or_default()
-                    )
-                );
+                let prefix = self
+                    .transaction_prefix()
+                    .ok_or(InTransactionError::NotTransactional)?;
+                let suffix: String = crate::reply::correlation_id()
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect();
+                let id = format!("{prefix}template.{suffix}");
                 let producer = self
                     .transactional_producer(id)
                     .await

@@ -66,25 +66,27 @@ async fn forward(
     }
 }
 
-/// Every value of partition 0 of `topic` as a reader with `isolation` sees it (assigned, no
-/// group: a group join takes seconds on tansu), sorted.
-fn read_all(bootstrap: &str, topic: &str, isolation: &str) -> Vec<String> {
+/// Every value of `topic`'s first `partitions` partitions as a `read_committed` reader sees it
+/// (assigned, no group: a group join takes seconds on tansu), sorted.
+fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
-        .set("isolation.level", isolation)
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
         .expect("reader");
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    partitions
-        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .expect("partition 0");
-    consumer.assign(&partitions).expect("assigned");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assigned");
     let mut values = Vec::new();
     let mut quiet = std::time::Instant::now();
-    // Until nothing came for 2 s.
-    while quiet.elapsed() < Duration::from_secs(2) {
+    // Until nothing came for 3 s.
+    while quiet.elapsed() < Duration::from_secs(3) {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             values
                 .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
@@ -117,7 +119,7 @@ fn hides_aborted(cluster: &Cluster) -> bool {
         .send(BaseRecord::<str, str>::to(&topic).payload("committed"))
         .expect("send");
     producer.commit_transaction(timeout).expect("commit");
-    let seen = read_all(cluster.bootstrap(), &topic, "read_committed");
+    let seen = read_all(cluster.bootstrap(), &topic, 1);
     eprintln!("read_committed reader of an aborted and a committed record saw {seen:?}");
     seen == ["committed"]
 }
@@ -167,7 +169,7 @@ async fn a_failed_handler_aborts_its_transaction_and_the_records_are_handled_aga
     );
 
     let hides = hides_aborted(&cluster);
-    let visible = read_all(cluster.bootstrap(), &output, "read_committed");
+    let visible = read_all(cluster.bootstrap(), &output, 1);
     if hides {
         assert_eq!(
             visible,
@@ -208,7 +210,7 @@ async fn the_templates_own_transaction_commits_on_ok_and_aborts_on_err() {
     app.shutdown().await;
 
     let hides = hides_aborted(&cluster);
-    let visible = read_all(cluster.bootstrap(), &topic, "read_committed");
+    let visible = read_all(cluster.bootstrap(), &topic, 1);
     let expected: &[&str] = if hides {
         &["first", "second"]
     } else {
@@ -261,34 +263,6 @@ async fn transactions_refuse_what_they_cannot_keep_atomic() {
 // --- the enrich pipeline killed with SIGKILL ----------------------------------------------------
 
 const PIPELINE_PARTITIONS: i32 = 3;
-
-/// Every value of `topic` (all partitions) as a `read_committed` reader sees it.
-fn read_partitions(bootstrap: &str, topic: &str) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    for partition in 0..PIPELINE_PARTITIONS {
-        partitions
-            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&partitions).expect("assigned");
-    let mut values = Vec::new();
-    let mut quiet = std::time::Instant::now();
-    while quiet.elapsed() < Duration::from_secs(3) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            values
-                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
-            quiet = std::time::Instant::now();
-        }
-    }
-    values
-}
 
 /// `examples/enrich` killed with SIGKILL at random points and restarted, then drained: every
 /// input has its enriched output (0 lost), and where the broker hides aborted transactions, once
@@ -442,7 +416,7 @@ fn the_enrich_pipeline_killed_at_random_points_writes_every_input_once() {
         tail[tail.len().saturating_sub(30)..].join("\n")
     );
 
-    let outputs = read_partitions(cluster.bootstrap(), &output);
+    let outputs = read_all(cluster.bootstrap(), &output, PIPELINE_PARTITIONS);
     let mut per_source: std::collections::BTreeMap<String, usize> = Default::default();
     for value in &outputs {
         let enriched: serde_json::Value = serde_json::from_str(value).expect("JSON output");
