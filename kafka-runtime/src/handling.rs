@@ -13,8 +13,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::task::futures::TaskLocalFuture;
 
+use crate::listener::HandlerError;
 use crate::record::RecordView;
 
 tokio::task_local! {
@@ -51,6 +53,9 @@ pub(crate) struct DeliveredBy {
     pub(crate) epoch: u32,
 }
 
+/// A handler's replies on their way: ready when each is delivered, or one failed.
+pub(crate) type PendingReplies = BoxFuture<'static, Result<(), HandlerError>>;
+
 /// What a handler's task knows of the record it handles.
 pub(crate) struct Handling {
     listener: &'static str,
@@ -67,6 +72,11 @@ pub(crate) struct Handling {
     settled: Cell<Option<AckKind>>,
     /// For a batch, how many records it has (from `offset` on).
     batch: Option<usize>,
+    /// Whether the container acknowledges the record once its replies are delivered, while it
+    /// reads on, rather than waiting for them in the handler.
+    defers_replies: bool,
+    /// The replies the handler left on their way.
+    deferred: Cell<Option<PendingReplies>>,
 }
 
 impl Handling {
@@ -95,7 +105,15 @@ impl Handling {
             delivered_by,
             settled: Cell::new(None),
             batch: None,
+            defers_replies: false,
+            deferred: Cell::new(None),
         }
+    }
+
+    /// The container waits for the handler's replies itself (see [`defer_replies`]).
+    pub(crate) fn deferring_replies(mut self, defers: bool) -> Self {
+        self.defers_replies = defers;
+        self
     }
 
     /// The handling of a batch of `len` records from `first` on: its lines carry the first
@@ -118,6 +136,8 @@ impl Handling {
             delivered_by,
             settled: Cell::new(None),
             batch: Some(len),
+            defers_replies: false,
+            deferred: Cell::new(None),
         }
     }
 
@@ -129,6 +149,11 @@ impl Handling {
             epoch: self.delivered_by.epoch,
             kind,
         })
+    }
+
+    /// The replies the handler left on their way, if it did.
+    pub(crate) fn take_deferred(&self) -> Option<PendingReplies> {
+        self.deferred.take()
     }
 
     /// The record's correlation id, when it has one.
@@ -207,6 +232,19 @@ pub(crate) fn settle(task: u64, event: AckEvent) -> bool {
 /// it: a reply was not sent), so that the failure decides.
 pub(crate) fn withdraw_settlement() {
     current(|handling| handling.settled.set(None));
+}
+
+/// Leaves `pending` replies to the container when the current handling lets it wait for them
+/// (the record is acknowledged once they are delivered; a failed one fails the delivery); gives
+/// them back otherwise, for the handler to wait for.
+pub(crate) fn defer_replies(pending: PendingReplies) -> Option<PendingReplies> {
+    let mut pending = Some(pending);
+    current(|handling| {
+        if handling.defers_replies {
+            handling.deferred.set(pending.take());
+        }
+    });
+    pending
 }
 
 /// Calls `f` with the record the current task is handling, if any.

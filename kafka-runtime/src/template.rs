@@ -27,9 +27,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, BoxFuture};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -393,6 +393,28 @@ impl KafkaTemplate {
         .await
     }
 
+    /// Queues bytes as they are, a listener's reply outside transactions: gives what tells when
+    /// the broker took it (waiting here only while the producer's queue is full).
+    pub(crate) fn queue_reply(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
+        mut headers: Vec<(String, Vec<u8>)>,
+    ) -> BoxFuture<'static, Result<(), SendError>> {
+        crate::handling::add_inherited(&mut headers);
+        Encoded {
+            template: Arc::clone(&self.inner),
+            topic: topic.to_owned(),
+            key,
+            value,
+            headers,
+            partition,
+            timestamp: None,
+        }
+        .queue()
+    }
+
     /// Sends bytes as they are (no encoding), e.g. a record copied to a dead-letter topic.
     pub(crate) async fn send_raw(
         &self,
@@ -607,6 +629,42 @@ impl Encoded {
             }
         }
         self.deliver().await.map(|_| ())
+    }
+
+    /// Queues the record on the template's own producer; what it gives resolves when the
+    /// record is delivered. With the queue full it delivers the record instead (waiting for room).
+    fn queue(self) -> BoxFuture<'static, Result<(), SendError>> {
+        let producer = match &self.template.sink {
+            Sink::Kafka { producer, .. } => producer,
+            #[cfg(feature = "test-util")]
+            Sink::Recording(_) => return Box::pin(async move { self.deliver().await.map(|_| ()) }),
+        };
+        let started = std::time::Instant::now();
+        match producer
+            .send_result(self.record())
+            .map_err(|(error, _)| error)
+        {
+            Ok(delivery) => Box::pin(async move {
+                let delivered = match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((source, _))) => Err(source),
+                    Err(_) => Err(KafkaError::Canceled),
+                };
+                crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
+                delivered.map_err(|source| SendError::Delivery {
+                    topic: self.topic,
+                    source,
+                })
+            }),
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                Box::pin(async move { self.deliver().await.map(|_| ()) })
+            }
+            Err(source) => {
+                crate::management::metrics::send(&self.topic, started.elapsed(), false);
+                let topic = self.topic;
+                Box::pin(async move { Err(SendError::Delivery { topic, source }) })
+            }
+        }
     }
 
     async fn deliver(mut self) -> Result<SendResult, SendError> {

@@ -251,6 +251,126 @@ initial-interval = "10ms"
     app.shutdown().await;
 }
 
+static SHOUTS: AtomicU32 = AtomicU32::new(0);
+
+/// Replies with the text in capitals.
+#[kafka_listener(
+    id = "shout",
+    topics = "${topic}",
+    group = "${group}",
+    send_to = "${replies}",
+    auto_startup = false
+)]
+async fn shout(Payload(text): Payload<String>) -> String {
+    SHOUTS.fetch_add(1, Ordering::SeqCst);
+    text.to_uppercase()
+}
+
+/// The container reads on while replies are on their way (the record is acknowledged when its
+/// reply is delivered): a reply the broker refuses after the handler returned still fails its
+/// request, which is delivered again, and nothing is committed past it before its reply is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_broker_refuses_after_the_handler_returned_fails_its_request() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = Cluster::start();
+    let Some(embedded) = cluster.embedded() else {
+        return;
+    };
+    let (topic, replies) = (cluster.topic("shouts", 1), cluster.topic("shouted", 1));
+    let group = unique("shout");
+    let kafka = cluster.kit();
+    for text in ["a", "b", "c"] {
+        kafka.record(&topic).text(text).await;
+    }
+    // Only the application produces from here on: its first reply request is refused, with an
+    // error the producer does not retry (and, unlike an authorization error, does not remember
+    // for the topic).
+    embedded.mock_cluster().expect("mock").request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    let errors = r#"
+[kafka.listener.error-handler]
+max-attempts = 3
+recoverer = "dead-letter"
+initial-interval = "10ms"
+"#;
+    let app = start(&cluster, errors, "shout", (&topic, &group, &replies)).await;
+    kafka.wait_committed(&group, &topic, PATIENCE).await;
+    assert_eq!(kafka.committed(&group, &topic).await, vec![Some(3)]);
+    assert!(
+        SHOUTS.load(Ordering::SeqCst) > 3,
+        "the request whose reply was refused was handled again"
+    );
+    let sent: i64 = kafka.end_offsets(&replies).await.iter().sum();
+    let answers = kafka
+        .read(&replies, usize::try_from(sent).expect("count"), PATIENCE)
+        .await;
+    for text in ["A", "B", "C"] {
+        assert!(
+            answers
+                .iter()
+                .any(|record| record.value.as_deref() == Some(text.as_bytes())),
+            "{text} answered: {answers:?}"
+        );
+    }
+    app.shutdown().await;
+}
+
+static WHISPERS: AtomicU32 = AtomicU32::new(0);
+
+/// Replies with the text in lower case.
+#[kafka_listener(
+    id = "whisper",
+    topics = "${topic}",
+    group = "${group}",
+    send_to = "${replies}",
+    auto_startup = false
+)]
+async fn whisper(Payload(text): Payload<String>) -> String {
+    WHISPERS.fetch_add(1, Ordering::SeqCst);
+    text.to_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_replies_the_broker_refuses_every_time_is_dead_lettered() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = Cluster::start();
+    let Some(embedded) = cluster.embedded() else {
+        return;
+    };
+    let (topic, replies) = (cluster.topic("whispers", 1), cluster.topic("whispered", 1));
+    let group = unique("whisper");
+    let kafka = cluster.kit();
+    kafka.record(&topic).text("HUSH").await;
+    // Both deliveries' replies are refused; the dead letter goes through.
+    embedded.mock_cluster().expect("mock").request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 2],
+    );
+    let errors = r#"
+[kafka.listener.error-handler]
+max-attempts = 2
+recoverer = "dead-letter"
+initial-interval = "10ms"
+"#;
+    let app = start(&cluster, errors, "whisper", (&topic, &group, &replies)).await;
+    let dead = kafka
+        .dead_letters(&format!("{topic}.DLT"), 1, PATIENCE)
+        .await;
+    let reason = dead[0].exception_message.clone().unwrap_or_default();
+    assert!(reason.contains("a reply was not sent"), "{reason}");
+    assert_eq!(dead[0].record.value.as_deref(), Some(&b"HUSH"[..]));
+    kafka.wait_committed(&group, &topic, PATIENCE).await;
+    assert_eq!(
+        WHISPERS.load(Ordering::SeqCst),
+        2,
+        "handled twice, then recovered without a third call"
+    );
+    assert_eq!(kafka.end_offsets(&replies).await, vec![0], "no reply");
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_handler_test_sees_the_replies_without_a_broker() {
     use kafka_runtime::test::{Outcome, TestHandler, TestRecord};

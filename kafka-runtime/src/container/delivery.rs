@@ -14,7 +14,7 @@ use crate::batch::{BatchAck, BatchContext};
 use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
-use crate::handling::{self, AckEvent, DeliveredBy, Handling};
+use crate::handling::{self, AckEvent, DeliveredBy, Handling, PendingReplies};
 use crate::listener::{HandlerError, Invocation};
 use crate::management::metrics::RecordMetrics;
 use crate::record::RecordView;
@@ -45,6 +45,8 @@ pub(crate) struct Delivered {
     pub(crate) outcome: Outcome,
     /// The handler's acknowledgment, when it gave it before returning, in its own task.
     pub(crate) settled: Option<AckEvent>,
+    /// Replies the handler left on their way (see [`ListenerSpec::defers_replies`]).
+    pub(crate) replies: Option<PendingReplies>,
     pub(crate) ended: Instant,
 }
 
@@ -85,7 +87,8 @@ pub(crate) fn prepare(
         &record,
         (attempt.number, attempt.delivered_by),
         &spec.correlation_header,
-    );
+    )
+    .deferring_replies(spec.defers_replies());
     if let Some(id) = handling.correlation_id() {
         span.record("correlation_id", tracing::field::display(Lossy(id)));
     }
@@ -150,18 +153,20 @@ pub(crate) async fn run(
     metrics: &RecordMetrics,
 ) -> Delivered {
     let records = prepared.records;
-    let (outcome, settled) = execute(prepared).await;
+    let (outcome, settled, replies) = execute(prepared).await;
     let ended = Instant::now();
     account(metrics, &outcome, (records, attempt), ended);
     Delivered {
         outcome,
         settled,
+        replies,
         ended,
     }
 }
 
 /// The handler's future of a prepared call, awaited under `catch_unwind` inside its handling
-/// and span: its outcome, and the acknowledgment it gave in its own task.
+/// and span: its outcome, the acknowledgment it gave in its own task, and the replies it left
+/// on their way.
 pub(crate) async fn execute(
     Prepared {
         invocation,
@@ -169,25 +174,33 @@ pub(crate) async fn execute(
         span,
         ..
     }: Prepared,
-) -> (Outcome, Option<AckEvent>) {
+) -> (Outcome, Option<AckEvent>, Option<PendingReplies>) {
     match invocation {
-        Err(panic) => (Outcome::Failed(HandlerError::panic(panic.as_ref())), None),
-        Ok(Invocation::Rejected(rejection)) => {
-            (Outcome::Rejected(HandlerError::rejected(&rejection)), None)
-        }
+        Err(panic) => (
+            Outcome::Failed(HandlerError::panic(panic.as_ref())),
+            None,
+            None,
+        ),
+        Ok(Invocation::Rejected(rejection)) => (
+            Outcome::Rejected(HandlerError::rejected(&rejection)),
+            None,
+            None,
+        ),
         Ok(Invocation::Run(future)) => {
             let mut scoped = std::pin::pin!(handling::scope(
                 handling,
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
             ));
             let result = scoped.as_mut().await;
-            let settled = scoped.take_value().and_then(|handling| handling.settled());
+            let handling = scoped.take_value();
+            let settled = handling.as_ref().and_then(Handling::settled);
+            let replies = handling.as_ref().and_then(Handling::take_deferred);
             let outcome = match result {
                 Ok(Ok(())) => Outcome::Handled,
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
             };
-            (outcome, settled)
+            (outcome, settled, replies)
         }
     }
 }
@@ -227,7 +240,12 @@ pub(crate) async fn deliver_once(
         (RecordView::of_record(record), ack),
         attempt,
     );
-    let (outcome, settled) = execute(prepared).await;
+    let (mut outcome, settled, replies) = execute(prepared).await;
+    if let (Outcome::Handled, Some(replies)) = (&outcome, replies) {
+        if let Err(error) = replies.await {
+            outcome = Outcome::Failed(error);
+        }
+    }
     drop(events);
     let mut acks: Vec<AckEvent> = settled.into_iter().collect();
     while let Ok(event) = received.try_recv() {

@@ -77,6 +77,17 @@ pub(crate) struct ListenerSpec {
 }
 
 impl ListenerSpec {
+    /// Whether the container, not the handler, waits for the handler's replies: the record is
+    /// acknowledged when they are delivered, and its partition reads on meanwhile. Not with manual
+    /// acks (the handler's own acknowledgment comes first), in transactions (the commit flushes
+    /// them), nor in key lanes (handlers there run side by side already).
+    pub(crate) fn defers_replies(&self) -> bool {
+        !self.ack_mode.is_manual()
+            && self.transactional.is_none()
+            && self.ordering == Ordering::Partition
+            && matches!(self.invoke, Invoker::Record(_))
+    }
+
     /// When the committer commits: the ack mode and its counts.
     pub(crate) fn commit_schedule(&self) -> committer::Schedule {
         committer::Schedule {

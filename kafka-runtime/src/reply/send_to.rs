@@ -7,13 +7,14 @@
 //! result (`()`, an alias of `Result<(), E>`) is not a reply; one that is `Serialize` is.
 
 use futures_util::future::join_all;
+use futures_util::FutureExt;
 use serde::Serialize;
 
 use super::{Reply, CORRELATION_ID_HEADER, REPLY_PARTITION_HEADER, REPLY_TOPIC_HEADER};
 use crate::codec;
 use crate::extract::RecordContext;
 use crate::listener::{HandlerError, IntoHandlerResult};
-use crate::template::KafkaTemplate;
+use crate::template::{KafkaTemplate, SendError};
 
 /// A value a handler may return as its reply.
 #[diagnostic::on_unimplemented(
@@ -130,9 +131,11 @@ impl ReplyTo {
         }
     }
 
-    /// Sends the replies, all at once, and waits for the broker to take each. A reply that
-    /// could not be encoded or delivered fails the delivery: the handler's own acknowledgment
-    /// is withdrawn, so the request is not committed.
+    /// Sends the replies, all at once. A reply that could not be encoded or delivered fails the
+    /// delivery: the handler's own acknowledgment is withdrawn, so the request is not
+    /// committed. The container may wait for their delivery itself (it reads on meanwhile, and
+    /// acknowledges the request once they are delivered); else this waits for the broker to
+    /// take each. Inside a transaction they are only queued: the commit flushes them.
     pub async fn send(self) -> Result<(), HandlerError> {
         let result = self.deliver().await;
         if result.is_err() {
@@ -154,7 +157,7 @@ impl ReplyTo {
             replies,
             ..
         } = self;
-        let sends = replies.into_iter().filter_map(|reply| {
+        let outgoing = replies.into_iter().filter_map(|reply| {
             let Some(destination) = reply.topic.as_ref().or(topic.as_ref()) else {
                 tracing::debug!(
                     "no reply topic: the listener has no send_to and the request no {REPLY_TOPIC_HEADER}; the reply is dropped"
@@ -167,24 +170,37 @@ impl ReplyTo {
                     headers.push((CORRELATION_ID_HEADER.to_owned(), correlation.clone()));
                 }
             }
-            let template = &template;
             let key = reply.key.or_else(|| key.clone());
             let partition = reply.partition.or(partition);
-            let destination = destination.clone();
-            Some(async move {
-                template
-                    .send_reply(&destination, partition, (key, reply.value), headers)
-                    .await
-            })
+            Some((destination.clone(), partition, (key, reply.value), headers))
         });
-        let failed = join_all(sends.collect::<Vec<_>>())
-            .await
-            .into_iter()
-            .find_map(Result::err);
-        match failed {
-            None => Ok(()),
-            Some(error) => Err(HandlerError::new(format!("a reply was not sent: {error}"))),
+        if crate::transaction::current().is_some() {
+            let template = &template;
+            let queued = outgoing.map(|(topic, partition, record, headers)| async move {
+                template
+                    .send_reply(&topic, partition, record, headers)
+                    .await
+            });
+            return not_sent(join_all(queued.collect::<Vec<_>>()).await);
         }
+        let sends: Vec<_> = outgoing
+            .map(|(topic, partition, record, headers)| {
+                template.queue_reply(&topic, partition, record, headers)
+            })
+            .collect();
+        let pending = Box::pin(join_all(sends).map(not_sent));
+        match crate::handling::defer_replies(pending) {
+            None => Ok(()),
+            Some(pending) => pending.await,
+        }
+    }
+}
+
+/// The first reply that was not sent, as the delivery's failure.
+fn not_sent(sent: Vec<Result<(), SendError>>) -> Result<(), HandlerError> {
+    match sent.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(error) => Err(HandlerError::new(format!("a reply was not sent: {error}"))),
     }
 }
 

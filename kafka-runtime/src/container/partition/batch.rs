@@ -222,6 +222,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 let failed = Delivered {
                     outcome: Outcome::Failed(error),
                     settled: None,
+                    replies: None,
                     ended: Instant::now(),
                 };
                 // The records after it were read with it: a retry seeks back to it.

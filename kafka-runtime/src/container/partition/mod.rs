@@ -17,6 +17,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::stream_consumer::{MessageStream, StreamPartitionQueue};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -78,6 +80,13 @@ struct Failure {
     recovery_failures: u32,
 }
 
+/// How the replies a handler left on their way ended (see [`ListenerSpec::defers_replies`]).
+struct Replied {
+    delivery: Delivery,
+    attempt: u32,
+    result: Result<(), HandlerError>,
+}
+
 /// Reading waits until `until`: a rewind's delay, or a seek to try again.
 struct Hold {
     until: Instant,
@@ -111,6 +120,9 @@ pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
     transaction: Option<Arc<crate::transaction::TransactionalProducer>>,
     /// A handler failed in the open transaction: abort it, and read again after this wait.
     aborting: Option<Duration>,
+    /// Records handled whose replies are on their way: each is acknowledged once they are
+    /// delivered.
+    replies: FuturesUnordered<BoxFuture<'static, Replied>>,
 }
 
 impl<C: ConsumerContext + 'static> PartitionTask<C> {
@@ -133,6 +145,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             acked: 0,
             transaction: None,
             aborting: None,
+            replies: FuturesUnordered::new(),
         }
     }
 
@@ -157,6 +170,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         } else {
             self.run_in_order(&mut stream, &mut stop).await;
         }
+        self.finish_replies().await;
         self.drain_acks(None);
         // In transactions, offsets are committed only with them.
         let committable = self
@@ -197,6 +211,13 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 Some(event) = self.acks.recv() => {
                     self.on_ack(event, None);
                     self.drain_acks(None);
+                    self.offer(true);
+                    let busy = self.tracker.in_flight() > 0;
+                    self.setup.progress.progressed(busy, std::time::Instant::now());
+                }
+                Some(replied) = self.replies.next(), if !self.replies.is_empty() => {
+                    self.replied(replied);
+                    self.drain_replies();
                     self.offer(true);
                     let busy = self.tracker.in_flight() > 0;
                     self.setup.progress.progressed(busy, std::time::Instant::now());
@@ -260,8 +281,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 }
             }
             if self.tracker.in_flight() >= spec.max_in_flight {
-                // Acknowledgments from other tasks may have freed room.
+                // Acknowledgments from other tasks, or delivered replies, may have freed room.
                 self.drain_acks(None);
+                self.drain_replies();
             }
             let full = self.tracker.in_flight() >= spec.max_in_flight;
             if handled >= spec.max_poll_records || full || self.hold.is_some() || *stop.borrow() {
@@ -377,7 +399,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         &mut self,
         spec: &ListenerSpec,
         Delivered {
-            outcome, settled, ..
+            outcome,
+            settled,
+            replies,
+            ..
         }: Delivered,
         (record, keep_for_retry): (RecordView<'_>, bool),
         delivery: Delivery,
@@ -390,7 +415,15 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     self.on_ack(event, None);
                 }
                 self.drain_acks(None);
-                if !spec.ack_mode.is_manual() {
+                if let Some(pending) = replies {
+                    self.replies.push(Box::pin(async move {
+                        Replied {
+                            delivery,
+                            attempt,
+                            result: pending.await,
+                        }
+                    }));
+                } else if !spec.ack_mode.is_manual() {
                     self.acknowledge(delivery);
                 }
                 return;
@@ -568,6 +601,72 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     recovery_failures: 0,
                 });
                 self.rewind(delivery.offset, delay);
+            }
+        }
+    }
+
+    /// Applies the replies delivered (or failed) so far.
+    fn drain_replies(&mut self) {
+        while let Some(Some(replied)) = self.replies.next().now_or_never() {
+            self.replied(replied);
+        }
+    }
+
+    /// The replies of a record were delivered: it is acknowledged. Or one failed: that is a
+    /// failed delivery of the record, read again after the back-off (what was handled after it
+    /// too), or, with its attempts used up, handed straight to the recoverer when it is back.
+    fn replied(
+        &mut self,
+        Replied {
+            delivery,
+            attempt,
+            result,
+        }: Replied,
+    ) {
+        let error = match result {
+            Ok(()) => return self.acknowledge(delivery),
+            // Rewound meanwhile: it is delivered again anyway.
+            Err(_) if !self.tracker.is_pending(delivery) => return,
+            Err(error) => error,
+        };
+        self.metrics.failed.increment(1);
+        let spec = &self.setup.spec;
+        let retry = spec.retry_topics.is_none()
+            && error.is_retryable()
+            && attempt < spec.errors.max_attempts;
+        let delay = if retry {
+            spec.errors.delay(attempt)
+        } else {
+            Duration::ZERO
+        };
+        tracing::warn!(
+            listener = spec.id,
+            record = %Coordinates(&self.setup.topic, self.setup.partition, delivery.offset),
+            attempt, ?delay, %error,
+            "{}", if retry {
+                "replies failed; the record will be delivered again"
+            } else {
+                "replies failed; the record goes to the recoverer"
+            }
+        );
+        self.failure = Some(Failure {
+            offset: delivery.offset,
+            attempts: attempt,
+            unrecovered: (!retry).then_some(error),
+            recovery_failures: 0,
+        });
+        self.rewind(delivery.offset, delay);
+    }
+
+    /// Waits for the replies still on their way when the task stops, so that their records are
+    /// committed now rather than handled again by the partition's next owner.
+    async fn finish_replies(&mut self) {
+        while let Some(Replied {
+            delivery, result, ..
+        }) = self.replies.next().await
+        {
+            if result.is_ok() {
+                self.acknowledge(delivery);
             }
         }
     }

@@ -235,7 +235,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                     lanes.handlers += 1;
                     let mut running: Pin<Box<dyn Future<Output = Done> + Send>> =
                         Box::pin(async move {
-                            let (outcome, settled) = delivery::execute(prepared).await;
+                            // Key lanes leave no replies on their way: their handlers wait.
+                            let (outcome, settled, _) = delivery::execute(prepared).await;
                             drop(permit);
                             Done::Handled {
                                 lane: id,
