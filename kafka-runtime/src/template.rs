@@ -371,39 +371,17 @@ impl KafkaTemplate {
         (self.inner.key_format, self.inner.value_format)
     }
 
-    /// Sends bytes as they are, a listener's reply: inside a transaction only queued (the
-    /// commit flushes it, and fails if it was not delivered), elsewhere delivered.
-    pub(crate) async fn send_reply(
+    /// Queues bytes as they are, a listener's reply: gives what tells when the broker took it
+    /// (waiting for room while the producer's queue is full). Inside a transaction it only
+    /// joins it: the commit flushes it, and fails if it was not delivered.
+    pub(crate) fn send_reply(
         &self,
         topic: &str,
         partition: Option<i32>,
         (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
         headers: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), SendError> {
-        Encoded {
-            template: Arc::clone(&self.inner),
-            topic: topic.to_owned(),
-            key,
-            value,
-            headers,
-            partition,
-            timestamp: None,
-        }
-        .queue_in_transaction()
-        .await
-    }
-
-    /// Queues bytes as they are, a listener's reply outside transactions: gives what tells when
-    /// the broker took it (waiting here only while the producer's queue is full).
-    pub(crate) fn queue_reply(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
-        mut headers: Vec<(String, Vec<u8>)>,
     ) -> BoxFuture<'static, Result<(), SendError>> {
-        crate::handling::add_inherited(&mut headers);
-        Encoded {
+        let mut reply = Encoded {
             template: Arc::clone(&self.inner),
             topic: topic.to_owned(),
             key,
@@ -411,8 +389,12 @@ impl KafkaTemplate {
             headers,
             partition,
             timestamp: None,
+        };
+        if crate::transaction::current().is_some() {
+            return Box::pin(reply.queue_in_transaction());
         }
-        .queue()
+        crate::handling::add_inherited(&mut reply.headers);
+        reply.queue()
     }
 
     /// Sends bytes as they are (no encoding), e.g. a record copied to a dead-letter topic.

@@ -174,18 +174,9 @@ impl ReplyTo {
             let partition = reply.partition.or(partition);
             Some((destination.clone(), partition, (key, reply.value), headers))
         });
-        if crate::transaction::current().is_some() {
-            let template = &template;
-            let queued = outgoing.map(|(topic, partition, record, headers)| async move {
-                template
-                    .send_reply(&topic, partition, record, headers)
-                    .await
-            });
-            return not_sent(join_all(queued.collect::<Vec<_>>()).await);
-        }
         let sends: Vec<_> = outgoing
             .map(|(topic, partition, record, headers)| {
-                template.queue_reply(&topic, partition, record, headers)
+                template.send_reply(&topic, partition, record, headers)
             })
             .collect();
         let pending = Box::pin(join_all(sends).map(not_sent));
