@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::task::futures::TaskLocalFuture;
 
-use crate::listener::HandlerError;
 use crate::record::RecordView;
+use crate::template::SendError;
 
 tokio::task_local! {
     static HANDLING: Handling;
@@ -54,7 +54,7 @@ pub(crate) struct DeliveredBy {
 }
 
 /// A handler's replies on their way: ready when each is delivered, or one failed.
-pub(crate) type PendingReplies = BoxFuture<'static, Result<(), HandlerError>>;
+pub(crate) type PendingReplies = BoxFuture<'static, Result<(), SendError>>;
 
 /// What a handler's task knows of the record it handles.
 pub(crate) struct Handling {

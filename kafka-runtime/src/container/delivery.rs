@@ -243,7 +243,7 @@ pub(crate) async fn deliver_once(
     let (mut outcome, settled, replies) = execute(prepared).await;
     if let (Outcome::Handled, Some(replies)) = (&outcome, replies) {
         if let Err(error) = replies.await {
-            outcome = Outcome::Failed(error);
+            outcome = Outcome::Failed(crate::reply::not_sent(error));
         }
     }
     drop(events);

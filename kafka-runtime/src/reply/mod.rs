@@ -42,6 +42,7 @@ mod send_to;
 
 pub use request::RequestError;
 pub(crate) use request::{correlation_id, ReplyReader};
+pub(crate) use send_to::not_sent;
 
 #[doc(hidden)]
 pub use send_to::{

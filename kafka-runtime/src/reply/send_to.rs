@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{Reply, CORRELATION_ID_HEADER, REPLY_PARTITION_HEADER, REPLY_TOPIC_HEADER};
 use crate::codec;
 use crate::extract::RecordContext;
+use crate::handling::PendingReplies;
 use crate::listener::{HandlerError, IntoHandlerResult};
 use crate::template::{KafkaTemplate, SendError};
 
@@ -152,47 +153,55 @@ impl ReplyTo {
             template,
             topic,
             partition,
-            key,
+            mut key,
             correlation,
             replies,
             ..
         } = self;
-        let outgoing = replies.into_iter().filter_map(|reply| {
-            let Some(destination) = reply.topic.as_ref().or(topic.as_ref()) else {
-                tracing::debug!(
-                    "no reply topic: the listener has no send_to and the request no {REPLY_TOPIC_HEADER}; the reply is dropped"
-                );
-                return None;
-            };
-            let mut headers = reply.headers;
-            if let Some(correlation) = &correlation {
-                if !headers.iter().any(|(name, _)| name == CORRELATION_ID_HEADER) {
-                    headers.push((CORRELATION_ID_HEADER.to_owned(), correlation.clone()));
+        // The last reply takes the request's key rather than a copy (most handlers reply once).
+        let last = replies.len().saturating_sub(1);
+        let mut sends: Vec<_> = replies
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, reply)| {
+                let Some(destination) = reply.topic.as_deref().or(topic.as_deref()) else {
+                    tracing::debug!(
+                        "no reply topic: the listener has no send_to and the request no {REPLY_TOPIC_HEADER}; the reply is dropped"
+                    );
+                    return None;
+                };
+                let mut headers = reply.headers;
+                if let Some(correlation) = &correlation {
+                    if !headers.iter().any(|(name, _)| name == CORRELATION_ID_HEADER) {
+                        headers.push((CORRELATION_ID_HEADER.to_owned(), correlation.clone()));
+                    }
                 }
-            }
-            let key = reply.key.or_else(|| key.clone());
-            let partition = reply.partition.or(partition);
-            Some((destination.clone(), partition, (key, reply.value), headers))
-        });
-        let sends: Vec<_> = outgoing
-            .map(|(topic, partition, record, headers)| {
-                template.send_reply(&topic, partition, record, headers)
+                let key = reply.key.or_else(|| {
+                    if index == last {
+                        key.take()
+                    } else {
+                        key.clone()
+                    }
+                });
+                let partition = reply.partition.or(partition);
+                Some(template.send_reply(destination, partition, (key, reply.value), headers))
             })
             .collect();
-        let pending = Box::pin(join_all(sends).map(not_sent));
+        let pending: PendingReplies = match sends.len() {
+            0 => return Ok(()),
+            1 => sends.remove(0),
+            _ => Box::pin(join_all(sends).map(|sent| sent.into_iter().collect())),
+        };
         match crate::handling::defer_replies(pending) {
             None => Ok(()),
-            Some(pending) => pending.await,
+            Some(pending) => pending.await.map_err(not_sent),
         }
     }
 }
 
-/// The first reply that was not sent, as the delivery's failure.
-fn not_sent(sent: Vec<Result<(), SendError>>) -> Result<(), HandlerError> {
-    match sent.into_iter().find_map(Result::err) {
-        None => Ok(()),
-        Some(error) => Err(HandlerError::new(format!("a reply was not sent: {error}"))),
-    }
+/// A reply that was not sent, as the failure of its request's delivery.
+pub(crate) fn not_sent(error: SendError) -> HandlerError {
+    HandlerError::new(format!("a reply was not sent: {error}"))
 }
 
 fn malformed(ctx: &RecordContext<'_>, header: &str, expected: &str) {

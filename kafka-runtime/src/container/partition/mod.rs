@@ -13,11 +13,13 @@ mod batch;
 mod parallel;
 mod transactional;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::stream_consumer::{MessageStream, StreamPartitionQueue};
@@ -37,11 +39,12 @@ use crate::ack::Ack;
 use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
 use crate::extract::RecordContext;
-use crate::handling::{AckEvent, AckKind, DeliveredBy};
+use crate::handling::{AckEvent, AckKind, DeliveredBy, PendingReplies};
 use crate::listener::{HandlerError, Invocation, Invoker};
 use crate::management::health::PartitionProgress;
 use crate::management::metrics::RecordMetrics;
 use crate::record::{ConsumerRecord, Coordinates, RecordView};
+use crate::template::SendError;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -84,7 +87,26 @@ struct Failure {
 struct Replied {
     delivery: Delivery,
     attempt: u32,
-    result: Result<(), HandlerError>,
+    result: Result<(), SendError>,
+}
+
+/// The replies of one delivery on their way.
+struct Replying {
+    delivery: Delivery,
+    attempt: u32,
+    pending: PendingReplies,
+}
+
+impl Future for Replying {
+    type Output = Replied;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Replied> {
+        self.pending.poll_unpin(cx).map(|result| Replied {
+            delivery: self.delivery,
+            attempt: self.attempt,
+            result,
+        })
+    }
 }
 
 /// Reading waits until `until`: a rewind's delay, or a seek to try again.
@@ -122,7 +144,7 @@ pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
     aborting: Option<Duration>,
     /// Records handled whose replies are on their way: each is acknowledged once they are
     /// delivered.
-    replies: FuturesUnordered<BoxFuture<'static, Replied>>,
+    replies: FuturesUnordered<Replying>,
 }
 
 impl<C: ConsumerContext + 'static> PartitionTask<C> {
@@ -416,13 +438,11 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 }
                 self.drain_acks(None);
                 if let Some(pending) = replies {
-                    self.replies.push(Box::pin(async move {
-                        Replied {
-                            delivery,
-                            attempt,
-                            result: pending.await,
-                        }
-                    }));
+                    self.replies.push(Replying {
+                        delivery,
+                        attempt,
+                        pending,
+                    });
                 } else if !spec.ack_mode.is_manual() {
                     self.acknowledge(delivery);
                 }
@@ -627,7 +647,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             Ok(()) => return self.acknowledge(delivery),
             // Rewound meanwhile: it is delivered again anyway.
             Err(_) if !self.tracker.is_pending(delivery) => return,
-            Err(error) => error,
+            Err(error) => crate::reply::not_sent(error),
         };
         self.metrics.failed.increment(1);
         let spec = &self.setup.spec;
