@@ -574,7 +574,7 @@ fn resolve(
         id: registration.id,
         topics,
         group,
-        send_to,
+        send_to: send_to.map(Arc::from),
         concurrency: own
             .and_then(|own| own.concurrency)
             .or(attribute_concurrency)
@@ -628,7 +628,7 @@ async fn create_embedded_topics(
             if !settings
                 .topics
                 .iter()
-                .any(|declared| declared.name == *send_to)
+                .any(|declared| *declared.name == **send_to)
             {
                 partitions.entry(send_to).or_insert(EMBEDDED_PARTITIONS);
             }

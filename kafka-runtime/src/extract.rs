@@ -52,7 +52,7 @@ pub struct RecordContext<'m> {
     value_format: Format,
     attempt: u32,
     /// The listener's `send_to` topic.
-    reply_topic: Option<&'m str>,
+    reply_topic: Option<&'m Arc<str>>,
 }
 
 impl<'m> RecordContext<'m> {
@@ -76,13 +76,13 @@ impl<'m> RecordContext<'m> {
     }
 
     /// The same context, for a listener that sends its replies to `topic`.
-    pub(crate) fn replying_to(mut self, topic: Option<&'m str>) -> Self {
+    pub(crate) fn replying_to(mut self, topic: Option<&'m Arc<str>>) -> Self {
         self.reply_topic = topic;
         self
     }
 
     /// The listener's `send_to` topic, if it has one.
-    pub(crate) fn reply_topic(&self) -> Option<&str> {
+    pub(crate) fn reply_topic(&self) -> Option<&Arc<str>> {
         self.reply_topic
     }
 

@@ -376,14 +376,14 @@ impl KafkaTemplate {
     /// joins it: the commit flushes it, and fails if it was not delivered.
     pub(crate) fn send_reply(
         &self,
-        topic: &str,
+        topic: Arc<str>,
         partition: Option<i32>,
         (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
         headers: Vec<(String, Vec<u8>)>,
     ) -> BoxFuture<'static, Result<(), SendError>> {
         let mut reply = Encoded {
             template: Arc::clone(&self.inner),
-            topic: topic.to_owned(),
+            topic,
             key,
             value,
             headers,
@@ -408,7 +408,7 @@ impl KafkaTemplate {
     ) -> Result<SendResult, SendError> {
         Encoded {
             template: Arc::clone(&self.inner),
-            topic: topic.to_owned(),
+            topic: topic.into(),
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
             headers,
@@ -575,7 +575,7 @@ impl RecordBuilder<'_> {
             .map_err(|e| encode_error("value", e))?;
         Ok(Encoded {
             template: Arc::clone(&self.template.inner),
-            topic: self.topic,
+            topic: self.topic.into(),
             key,
             value: Some(value),
             headers: self.headers,
@@ -588,7 +588,8 @@ impl RecordBuilder<'_> {
 /// A record with its bytes ready, not borrowing from the caller.
 struct Encoded {
     template: Arc<TemplateInner>,
-    topic: String,
+    /// Shared: a listener's replies all go to its one `send_to` topic.
+    topic: Arc<str>,
     key: Option<Vec<u8>>,
     /// `None` is a null value (a tombstone).
     value: Option<Vec<u8>>,
@@ -634,7 +635,7 @@ impl Encoded {
                 };
                 crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
                 delivered.map_err(|source| SendError::Delivery {
-                    topic: self.topic,
+                    topic: self.topic.to_string(),
                     source,
                 })
             }),
@@ -643,7 +644,7 @@ impl Encoded {
             }
             Err(source) => {
                 crate::management::metrics::send(&self.topic, started.elapsed(), false);
-                let topic = self.topic;
+                let topic = self.topic.to_string();
                 Box::pin(async move { Err(SendError::Delivery { topic, source }) })
             }
         }
@@ -662,7 +663,7 @@ impl Encoded {
                 return Ok(record_in(
                     sent,
                     SentRecord {
-                        topic: self.topic,
+                        topic: self.topic.to_string(),
                         partition: self.partition,
                         key: self.key,
                         value: self.value,
@@ -677,12 +678,12 @@ impl Encoded {
         crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
         match delivered {
             Ok(delivery) => Ok(SendResult {
-                topic: self.topic.clone(),
+                topic: self.topic.to_string(),
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
             Err((source, _)) => Err(SendError::Delivery {
-                topic: self.topic.clone(),
+                topic: self.topic.to_string(),
                 source,
             }),
         }

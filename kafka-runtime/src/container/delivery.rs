@@ -94,7 +94,7 @@ pub(crate) fn prepare(
     }
     let invocation = {
         let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt.number)
-            .replying_to(spec.send_to.as_deref());
+            .replying_to(spec.send_to.as_ref());
         // Extractors are user code too: a panic there is a failed delivery, not a dead task.
         std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)))
     };

@@ -41,7 +41,7 @@ pub(crate) struct ListenerSpec {
     pub(crate) topics: Vec<String>,
     pub(crate) group: String,
     /// Where the handler's replies go when the request names no topic (`send_to`).
-    pub(crate) send_to: Option<String>,
+    pub(crate) send_to: Option<Arc<str>>,
     pub(crate) concurrency: u32,
     pub(crate) ack_mode: AckMode,
     pub(crate) invoke: Invoker,

@@ -6,6 +6,8 @@
 //! `Option`, `Vec`, `Reply`) and, for any other type, by [`Probe`]: a type that is a handler
 //! result (`()`, an alias of `Result<(), E>`) is not a reply; one that is `Serialize` is.
 
+use std::sync::Arc;
+
 use futures_util::future::join_all;
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -40,7 +42,7 @@ struct Outgoing {
 /// Where a request's replies go, and the replies its handler returned.
 pub struct ReplyTo {
     template: KafkaTemplate,
-    topic: Option<String>,
+    topic: Option<Arc<str>>,
     partition: Option<i32>,
     key: Option<Vec<u8>>,
     correlation: Option<Vec<u8>>,
@@ -54,10 +56,10 @@ impl ReplyTo {
     /// request's `kafka_replyTopic`; the partition from `kafka_replyPartition`. Headers that
     /// are not what Spring writes (not UTF-8, not four bytes) are ignored with a warning.
     pub fn of(ctx: &RecordContext<'_>) -> Self {
-        let topic = ctx.reply_topic().map(str::to_owned).or_else(|| {
+        let topic = ctx.reply_topic().cloned().or_else(|| {
             let bytes = ctx.header(REPLY_TOPIC_HEADER)?;
             match std::str::from_utf8(bytes) {
-                Ok(topic) if !topic.is_empty() => Some(topic.to_owned()),
+                Ok(topic) if !topic.is_empty() => Some(Arc::from(topic)),
                 _ => {
                     malformed(ctx, REPLY_TOPIC_HEADER, "a topic name in UTF-8");
                     None
@@ -164,7 +166,8 @@ impl ReplyTo {
             .into_iter()
             .enumerate()
             .filter_map(|(index, reply)| {
-                let Some(destination) = reply.topic.as_deref().or(topic.as_deref()) else {
+                let Some(destination) = reply.topic.map(Arc::from).or_else(|| topic.clone())
+                else {
                     tracing::debug!(
                         "no reply topic: the listener has no send_to and the request no {REPLY_TOPIC_HEADER}; the reply is dropped"
                     );
