@@ -16,14 +16,16 @@
 //! and group; the command line is `kafka_runtime::run`'s (`--config`, `--set`, ...).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use kafka_runtime::prelude::*;
 
 /// The append-only file. Each line goes to the operating system in one `write` before the record
-/// is acknowledged: a killed process loses none of it (only the machine losing power could).
+/// is acknowledged: a killed process loses none of what it acknowledged (only the machine losing
+/// power could). A kill can cut a large write short (a batch's lines): that tail was not
+/// acknowledged, and the next run closes it off (see [`close_torn_line`]).
 #[derive(Clone)]
 struct Ledger(Arc<Mutex<File>>);
 
@@ -81,9 +83,30 @@ async fn batch(
     Ok(())
 }
 
+/// Ends a line a kill cut short with ` torn`, so that this run's first line does not join it and
+/// readers can tell it from a whole line (whose value is its last of four fields).
+fn close_torn_line(file: &mut File) -> std::io::Result<()> {
+    if file.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b" torn\n")?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let path = std::env::var("LEDGER_FILE").unwrap_or_else(|_| "ledger.txt".to_owned());
-    let file = match OpenOptions::new().create(true).append(true).open(&path) {
+    let opened = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| close_torn_line(&mut file).map(|()| file));
+    let file = match opened {
         Ok(file) => file,
         Err(error) => {
             eprintln!("error: cannot open the ledger {path}: {error}");

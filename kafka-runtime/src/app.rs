@@ -1,16 +1,14 @@
 //! The application: configuration, registered listeners, their containers, the template.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::config::{Config, ListenerType, Ordering};
-use crate::container::{
-    DeadLetterPublisher, ErrorPolicy, ListenerContainer, ListenerSpec, RetryTopics,
-};
+use crate::container::{DeadLetterPublisher, ErrorPolicy, ListenerSpec, RetryTopics};
 use crate::context::{AppContext, States};
+use crate::control::{Launcher, ListenerHandle, Listeners};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
 use crate::lifecycle::{HookResult, Hooks, Stopping};
@@ -149,7 +147,7 @@ impl KafkaApplication {
         let app = AppContext::new(self.states, template);
         registrations
             .iter()
-            .map(|registration| {
+            .map(|(registration, _)| {
                 let spec = resolve(registration, &self.config, &self.properties, &app)?;
                 let errors = match &spec.retry_topics {
                     Some(retry) => spec
@@ -192,14 +190,14 @@ impl KafkaApplication {
         id: &str,
     ) -> Result<(Arc<ListenerSpec>, Arc<AppContext>), Error> {
         self.only = Some(vec![id.to_owned()]);
-        let registration = self
-            .select()?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Listener {
-                listener: id.to_owned(),
-                message: "no such listener".to_owned(),
-            })?;
+        let (registration, _) =
+            self.select()?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Listener {
+                    listener: id.to_owned(),
+                    message: "no such listener".to_owned(),
+                })?;
         self.check_overrides()?;
         let template = KafkaTemplate::recording(&self.config.kafka);
         let app = AppContext::new(self.states, template);
@@ -251,7 +249,7 @@ impl KafkaApplication {
         let app = AppContext::new(self.states, template.clone());
         let specs = registrations
             .iter()
-            .map(|registration| resolve(registration, &self.config, &self.properties, &app))
+            .map(|(registration, _)| resolve(registration, &self.config, &self.properties, &app))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(embedded) = &embedded {
             create_embedded_topics(embedded, settings, &specs).await?;
@@ -278,43 +276,41 @@ impl KafkaApplication {
         }
         let management_settings = &self.config.management;
         let health = Health::new(management_settings);
+        let listeners = Listeners::new(
+            &specs,
+            Launcher {
+                settings: settings.clone(),
+                bootstrap: bootstrap.clone(),
+                app: Arc::clone(&app),
+                health: Arc::clone(&health),
+                statistics: management_settings
+                    .port
+                    .map(|_| management_settings.statistics_interval),
+                closed: AtomicBool::new(false),
+            },
+        );
         let management = match management_settings.port {
-            Some(port) => {
-                Some(Management::start(management_settings, port, Arc::clone(&health)).await?)
-            }
+            Some(port) => Some(
+                Management::start(
+                    management_settings,
+                    port,
+                    (Arc::clone(&health), Arc::clone(&listeners)),
+                )
+                .await?,
+            ),
             None => None,
         };
-        let statistics = management
-            .as_ref()
-            .map(|_| management_settings.statistics_interval);
-        let (shutdown, signal) = watch::channel(false);
-        let mut containers = Vec::new();
-        for spec in &specs {
-            tracing::info!(
-                listener = spec.id,
-                topics = ?spec.topics,
-                group = %spec.group,
-                concurrency = spec.concurrency,
-                ack_mode = %spec.ack_mode,
-                "starting listener"
-            );
-            containers.push(ListenerContainer::start(
-                Arc::clone(spec),
-                settings,
-                &bootstrap,
-                &app,
-                &signal,
-                &health,
-                statistics,
-            )?);
+        for (registration, auto_startup) in &registrations {
+            if let (true, Some(listener)) = (*auto_startup, listeners.get(registration.id())) {
+                listener.start().await?;
+            }
         }
         let (started, stopping) = self.hooks.split();
         let running = RunningApplication {
             template,
             bootstrap,
             embedded,
-            shutdown,
-            containers,
+            listeners,
             health,
             management,
             stopping,
@@ -359,8 +355,10 @@ impl KafkaApplication {
         }
     }
 
-    /// The registered listeners to start, sorted by id; rejects duplicate ids and unknown selections.
-    fn select(&self) -> Result<Vec<&'static ListenerRegistration>, Error> {
+    /// The application's listeners, sorted by id, each with whether it starts with it: the
+    /// selected ones (all of them start), or every registered one (those with `auto_startup`
+    /// start); rejects duplicate ids and unknown selections.
+    fn select(&self) -> Result<Vec<(&'static ListenerRegistration, bool)>, Error> {
         let mut by_id: BTreeMap<&'static str, &'static ListenerRegistration> = BTreeMap::new();
         for registration in ListenerRegistration::all() {
             if let Some(first) = by_id.insert(registration.id(), registration) {
@@ -376,7 +374,7 @@ impl KafkaApplication {
         match &self.only {
             None => by_id
                 .into_values()
-                .filter_map(|registration| {
+                .map(|registration| {
                     let r = &registration.declared;
                     let own = self.config.kafka.listeners.get(r.id);
                     let attribute = r
@@ -385,14 +383,13 @@ impl KafkaApplication {
                             listener: r.id.to_owned(),
                             message,
                         });
-                    match attribute {
-                        Ok(attribute) => own
+                    attribute.map(|attribute| {
+                        let auto_startup = own
                             .and_then(|own| own.auto_startup)
                             .or(attribute)
-                            .unwrap_or(r.auto_startup)
-                            .then_some(Ok(registration)),
-                        Err(error) => Some(Err(error)),
-                    }
+                            .unwrap_or(r.auto_startup);
+                        (registration, auto_startup)
+                    })
                 })
                 .collect(),
             Some(ids) => ids
@@ -401,6 +398,7 @@ impl KafkaApplication {
                     by_id
                         .get(id.as_str())
                         .copied()
+                        .map(|registration| (registration, true))
                         .ok_or_else(|| Error::Listener {
                             listener: id.clone(),
                             message: format!(
@@ -733,6 +731,10 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
+    pub(crate) fn of(abandoned: Vec<String>) -> Self {
+        ShutdownReport { abandoned }
+    }
+
     /// Whether every in-flight handler finished within `shutdown-timeout`.
     pub fn is_clean(&self) -> bool {
         self.abandoned.is_empty()
@@ -753,8 +755,7 @@ pub struct RunningApplication {
     template: KafkaTemplate,
     bootstrap: String,
     embedded: Option<EmbeddedKafka>,
-    shutdown: watch::Sender<bool>,
-    containers: Vec<ListenerContainer>,
+    listeners: Arc<Listeners>,
     health: Arc<Health>,
     management: Option<Management>,
     stopping: Stopping,
@@ -776,18 +777,23 @@ impl RunningApplication {
         self.embedded.as_ref()
     }
 
-    /// Per listener id, per consumer (`<listener>-<index>`), the partitions the group assigned
-    /// to it right now.
+    /// Per running listener id, per consumer (`<listener>-<index>`), the partitions the group
+    /// assigned to it right now.
     pub fn assignments(&self) -> BTreeMap<&'static str, ConsumerAssignments> {
-        self.containers
-            .iter()
-            .map(|container| {
-                (
-                    container.id(),
-                    container.assignments().into_iter().collect(),
-                )
-            })
-            .collect()
+        self.listeners.assignments()
+    }
+
+    /// The listener `id` of this application, to pause, resume, stop or start at run time
+    /// (Spring's `KafkaListenerEndpointRegistry.getListenerContainer`); `None` when the
+    /// application has no such listener. An application has every registered listener (or the
+    /// ones [`KafkaApplication::with_listeners`] selected), running or not.
+    pub fn listener(&self, id: &str) -> Option<ListenerHandle> {
+        self.listeners.get(id)
+    }
+
+    /// Every listener of the application, by id.
+    pub fn listeners(&self) -> Vec<ListenerHandle> {
+        self.listeners.all().collect()
     }
 
     /// Where the management endpoint (`/health`, `/metrics`) listens, when `management.port` is set.
@@ -815,11 +821,7 @@ impl RunningApplication {
     pub async fn shutdown(mut self) -> ShutdownReport {
         std::mem::take(&mut self.stopping).run(&self).await;
         self.health.stopping();
-        let _ = self.shutdown.send(true);
-        let mut abandoned = Vec::new();
-        for container in self.containers {
-            abandoned.extend(container.join().await);
-        }
+        let abandoned = self.listeners.shut_down().await;
         let template = self.template.clone();
         let flushed = tokio::task::spawn_blocking(move || template.flush(CONNECT_TIMEOUT)).await;
         if let Ok(Err(error)) = flushed {

@@ -49,6 +49,7 @@ multiplier = 1.0
 address = "0.0.0.0"
 statistics-interval = "5s"
 stuck-timeout = "60s"
+listener-control = false
 
 [logging]
 format = "text"

@@ -577,6 +577,11 @@ pub struct ManagementSettings {
         with = "values::duration"
     )]
     pub stuck_timeout: Duration,
+    /// `listener-control`: serve `POST /listeners/{id}/{pause|resume|stop|start}` (default
+    /// false: `GET /listeners` only). Anyone who reaches the port can then stop the service's
+    /// consumers: bind `address` to a private interface.
+    #[serde(default)]
+    pub listener_control: bool,
     /// `server.port` / `server.address`: Spring Boot actuator's spelling of `port` and
     /// `address`, read as them.
     #[serde(default)]
@@ -632,6 +637,7 @@ impl Default for ManagementSettings {
             statistics_interval: Self::default_statistics_interval(),
             lag_alert_threshold: None,
             stuck_timeout: Self::default_stuck_timeout(),
+            listener_control: false,
             server: ManagementServer::default(),
             _endpoints: serde::de::IgnoredAny,
             _endpoint: serde::de::IgnoredAny,

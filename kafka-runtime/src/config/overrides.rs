@@ -78,6 +78,7 @@ const ROOT_ENV_KEYS: &[&str] = &[
     "management.statistics-interval",
     "management.lag-alert-threshold",
     "management.stuck-timeout",
+    "management.listener-control",
     "logging.format",
     "logging.level",
 ];

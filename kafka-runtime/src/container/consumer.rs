@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,9 @@ use super::committer::{CommitFn, Committer, TopicPartition};
 use super::partition::{PartitionSetup, PartitionTask, Stopped};
 use super::ListenerSpec;
 use crate::context::AppContext;
+use crate::control::Paused;
 use crate::management::health::{ConsumerHealth, PartitionProgress};
+use crate::sync::lock;
 
 /// The longest the consumer thread sleeps between turns when nothing happens.
 const TURN: Duration = Duration::from_millis(100);
@@ -93,6 +95,8 @@ pub(crate) struct ContainerContext {
     next_owner: AtomicU64,
     /// The consumer's handler slots with `ordering` `key` or `none` (`max-parallel`).
     parallel: Arc<tokio::sync::Semaphore>,
+    /// What the application paused of the listener.
+    paused: watch::Receiver<Paused>,
 }
 
 impl ContainerContext {
@@ -100,7 +104,7 @@ impl ContainerContext {
         name: String,
         spec: Arc<ListenerSpec>,
         app: Arc<AppContext>,
-        health: Arc<ConsumerHealth>,
+        (health, paused): (Arc<ConsumerHealth>, watch::Receiver<Paused>),
     ) -> std::io::Result<Self> {
         let target: CommitTarget = Arc::new(RwLock::new(None));
         let committer = Committer::start(
@@ -125,6 +129,7 @@ impl ContainerContext {
             stopped: (sender, Mutex::new(receiver)),
             next_owner: AtomicU64::new(1),
             parallel,
+            paused,
         })
     }
 
@@ -176,6 +181,7 @@ impl ContainerContext {
             partition,
             owner,
             parallel: Arc::clone(&self.parallel),
+            paused: self.paused.clone(),
         });
         let (stop, stopping) = watch::channel(false);
         let stopped = self.stopped.0.clone();
@@ -488,13 +494,6 @@ fn close(consumer: Arc<ListenerConsumer>) {
     drop(consumer);
     health.stopped();
     tracing::info!(consumer = %name, "consumer stopped");
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here finishes its mutation before anything can panic.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::{client, AckMode, Format, KafkaSettings, Ordering};
 use crate::context::AppContext;
+use crate::control::Paused;
 use crate::error::Error;
 use crate::listener::Invoker;
 use crate::management::health::Health;
@@ -100,21 +101,23 @@ impl ListenerSpec {
 
 /// The running consumers of one listener.
 pub(crate) struct ListenerContainer {
-    id: &'static str,
     consumers: Vec<(String, consumer::Assignment, consumer::Ending)>,
+    /// Turned true to stop the consumers (or dropped).
+    stop: watch::Sender<bool>,
 }
 
 impl ListenerContainer {
-    /// Creates and subscribes `concurrency` consumers and starts their threads.
+    /// Creates and subscribes `concurrency` consumers and starts their threads; their partitions
+    /// stop reading while `paused` covers them.
     pub(crate) fn start(
         spec: Arc<ListenerSpec>,
-        settings: &KafkaSettings,
-        bootstrap: &str,
+        (settings, bootstrap): (&KafkaSettings, &str),
         app: &Arc<AppContext>,
-        shutdown: &watch::Receiver<bool>,
+        paused: &watch::Receiver<Paused>,
         health: &Health,
         statistics: Option<Duration>,
     ) -> Result<Self, Error> {
+        let (stop, stopping) = watch::channel(false);
         let mut consumers = Vec::new();
         for index in 0..spec.concurrency {
             let name = format!("{}-{index}", spec.id);
@@ -130,7 +133,7 @@ impl ListenerContainer {
                 name.clone(),
                 Arc::clone(&spec),
                 Arc::clone(app),
-                health.consumer(spec.id, &name, &spec.group),
+                (health.consumer(spec.id, &name, &spec.group), paused.clone()),
             )
             .map_err(|error| Error::Listener {
                 listener: spec.id.to_owned(),
@@ -148,21 +151,18 @@ impl ListenerContainer {
                 spec.id
             )))?;
             let ending =
-                consumer::start(created, shutdown.clone()).map_err(|error| Error::Listener {
+                consumer::start(created, stopping.clone()).map_err(|error| Error::Listener {
                     listener: spec.id.to_owned(),
                     message: format!("{}: {error}", cannot("start the thread of")),
                 })?;
             consumers.push((name, assignment, ending));
         }
-        Ok(ListenerContainer {
-            id: spec.id,
-            consumers,
-        })
+        Ok(ListenerContainer { consumers, stop })
     }
 
-    /// The listener id.
-    pub(crate) fn id(&self) -> &'static str {
-        self.id
+    /// Asks every consumer to stop: see [`ListenerContainer::join`].
+    pub(crate) fn signal_stop(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// Each consumer's name and its assigned (topic, partition)s.
@@ -173,8 +173,8 @@ impl ListenerContainer {
             .collect()
     }
 
-    /// Waits until every consumer stopped (after the shutdown signal); returns the records
-    /// abandoned at the shutdown timeout.
+    /// Waits until every consumer stopped (after [`ListenerContainer::signal_stop`]); returns
+    /// the records abandoned at the shutdown timeout.
     pub(crate) async fn join(self) -> Vec<String> {
         let mut abandoned = Vec::new();
         for (name, _, ending) in self.consumers {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::statistics::Statistics;
@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::metrics;
 use crate::config::ManagementSettings;
+use crate::sync::lock;
 
 /// Lag reports in a row above the threshold before the lag alert fires.
 const LAG_REPORTS_TO_ALERT: u32 = 2;
@@ -63,6 +64,21 @@ impl Health {
         });
         lock(&self.consumers).push(Arc::clone(&consumer));
         consumer
+    }
+
+    /// Forgets the consumers of `listener`, which was stopped on purpose: a stopped listener is
+    /// neither dead nor unready.
+    pub(crate) fn forget_listener(&self, listener: &str) {
+        lock(&self.consumers).retain(|consumer| consumer.listener != listener);
+    }
+
+    /// The last reported lag of each partition of `listener`'s consumers, as `topic-partition`.
+    pub(crate) fn lag_of(&self, listener: &str) -> BTreeMap<String, i64> {
+        lock(&self.consumers)
+            .iter()
+            .filter(|consumer| consumer.listener == listener)
+            .flat_map(|consumer| consumer.lag())
+            .collect()
     }
 
     /// From now on readiness is down: the application is shutting down.
@@ -390,13 +406,19 @@ impl ConsumerHealth {
         Duration::from_millis(millis_since(self.started).saturating_sub(last))
     }
 
-    fn details(&self) -> Value {
-        let partitions = lock(&self.partitions);
-        let lag: BTreeMap<String, i64> = partitions
+    /// The last reported lag of each assigned partition, as `topic-partition`.
+    fn lag(&self) -> BTreeMap<String, i64> {
+        lock(&self.partitions)
             .iter()
             .map(|((topic, partition), p)| (format!("{topic}-{partition}"), p.lag))
-            .collect();
-        let degraded = partitions.values().any(|p| p.above >= LAG_REPORTS_TO_ALERT);
+            .collect()
+    }
+
+    fn details(&self) -> Value {
+        let lag = self.lag();
+        let degraded = lock(&self.partitions)
+            .values()
+            .any(|p| p.above >= LAG_REPORTS_TO_ALERT);
         let failing: Vec<String> = lock(&self.progress)
             .iter()
             .filter(|p| p.recovery_failing.load(Ordering::Relaxed))
@@ -424,10 +446,4 @@ fn millis_since(start: Instant) -> u64 {
 
 fn millis_between(start: Instant, end: Instant) -> u64 {
     u64::try_from(end.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::ManagementSettings;
+use crate::control::Listeners;
 use crate::error::Error;
 use health::Health;
 
@@ -42,7 +43,7 @@ impl Management {
     pub(crate) async fn start(
         settings: &ManagementSettings,
         port: u16,
-        health: Arc<Health>,
+        (health, listeners): (Arc<Health>, Arc<Listeners>),
     ) -> Result<Self, Error> {
         let address = format!("{}:{port}", settings.address);
         let listener = TcpListener::bind(&address)
@@ -57,8 +58,10 @@ impl Management {
         let endpoint = Arc::new(Endpoint {
             health,
             metrics: metrics::install(),
+            listeners,
+            control: settings.listener_control,
         });
-        tracing::info!(%address, "management endpoint: /health, /health/liveness, /health/readiness, /metrics");
+        tracing::info!(%address, "management endpoint: /health, /health/liveness, /health/readiness, /metrics, /listeners");
         let server = tokio::spawn(serve(listener, endpoint));
         Ok(Management { address, server })
     }
@@ -78,6 +81,9 @@ impl Drop for Management {
 struct Endpoint {
     health: Arc<Health>,
     metrics: Option<PrometheusHandle>,
+    listeners: Arc<Listeners>,
+    /// `management.listener-control`: listeners may be paused, resumed, stopped and started.
+    control: bool,
 }
 
 async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>) {
@@ -93,7 +99,7 @@ async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let endpoint = Arc::clone(&endpoint);
-                async move { Ok::<_, Infallible>(endpoint.respond(&request)) }
+                async move { Ok::<_, Infallible>(endpoint.respond(&request).await) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -106,11 +112,29 @@ async fn serve(listener: TcpListener, endpoint: Arc<Endpoint>) {
 }
 
 impl Endpoint {
-    fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if request.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+    async fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        if request.method() == Method::POST {
+            return match path.strip_prefix("/listeners/") {
+                Some(action) => self.control(action).await,
+                None => text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "POST is served on /listeners/{id}/{pause|resume|stop|start} only\n",
+                ),
+            };
         }
-        match request.uri().path() {
+        if request.method() != Method::GET {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET (and POST to /listeners) is served\n",
+            );
+        }
+        match path {
+            "/listeners" => response(
+                StatusCode::OK,
+                "application/json",
+                self.listeners.describe().to_string(),
+            ),
             "/health" => {
                 let details = self.health.details();
                 let up = details["status"] == "UP";
@@ -140,9 +164,60 @@ impl Endpoint {
             },
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /health, /health/liveness, /health/readiness or /metrics\n",
+                "not found; try /health, /health/liveness, /health/readiness, /metrics or /listeners\n",
             ),
         }
+    }
+
+    /// `POST /listeners/{id}/{pause|resume|stop|start}`, when `management.listener-control` is on.
+    async fn control(&self, action: &str) -> Response<Full<Bytes>> {
+        if !self.control {
+            return text(
+                StatusCode::FORBIDDEN,
+                "listener control is off; set management.listener-control = true\n",
+            );
+        }
+        let Some((id, verb)) = action.rsplit_once('/') else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "try /listeners/{id}/{pause|resume|stop|start}\n",
+            );
+        };
+        let Some(listener) = self.listeners.get(id) else {
+            return text(StatusCode::NOT_FOUND, "no such listener\n");
+        };
+        match verb {
+            "pause" => listener.pause(),
+            "resume" => listener.resume(),
+            "stop" => {
+                listener.stop().await;
+            }
+            "start" => {
+                if let Err(error) = listener.start().await {
+                    return response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain; charset=utf-8",
+                        format!("{error}\n"),
+                    );
+                }
+            }
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "the actions are pause, resume, stop and start\n",
+                )
+            }
+        }
+        tracing::info!(
+            listener = id,
+            action = verb,
+            "listener control over the management endpoint"
+        );
+        response(
+            StatusCode::OK,
+            "application/json",
+            self.listeners.describe().to_string(),
+        )
     }
 }
 

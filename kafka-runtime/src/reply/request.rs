@@ -8,7 +8,7 @@
 //! for, as Spring's `sharedReplyTopic`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -19,6 +19,7 @@ use super::{CORRELATION_ID_HEADER, EXCEPTION_MESSAGE_HEADER};
 use crate::config::{client, KafkaSettings};
 use crate::error::Error;
 use crate::record::{ConsumerRecord, RecordView};
+use crate::sync::lock;
 use crate::template::SendError;
 
 /// How long the reader's fetches wait for replies at most; also the most a reply waits in the
@@ -182,10 +183,6 @@ pub(crate) fn correlation_id() -> Vec<u8> {
     id.extend_from_slice(&high.to_be_bytes());
     id.extend_from_slice(&(low ^ count).to_be_bytes());
     id
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Every partition of `topic` at its current end.

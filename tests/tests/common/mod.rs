@@ -421,14 +421,21 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// `GET path` from an HTTP endpoint: (status code, body). A plain HTTP/1.1 client, so that the
-/// test does not share code with the server it checks.
+/// `GET path` from an HTTP endpoint: (status code, body).
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http(address, "GET", path).await
+}
+
+/// `method path` (no body) to an HTTP endpoint: (status code, body). A plain HTTP/1.1 client,
+/// so that the test does not share code with the server it checks.
+pub async fn http(address: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to {address}: {error}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await

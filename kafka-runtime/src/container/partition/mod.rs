@@ -38,6 +38,7 @@ use super::ListenerSpec;
 use crate::ack::Ack;
 use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
+use crate::control::Paused;
 use crate::extract::RecordContext;
 use crate::handling::{AckEvent, AckKind, DeliveredBy, PendingReplies};
 use crate::listener::{HandlerError, Invocation, Invoker};
@@ -64,6 +65,8 @@ pub(crate) struct PartitionSetup<C: ConsumerContext + 'static> {
     pub(crate) owner: u64,
     /// The consumer's handler slots, shared by its partitions (`ordering` `key` or `none`).
     pub(crate) parallel: Arc<tokio::sync::Semaphore>,
+    /// What the application paused of the listener: this partition reads nothing while covered.
+    pub(crate) paused: watch::Receiver<Paused>,
 }
 
 /// A partition task's last word when asked to stop.
@@ -179,6 +182,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         stopped: std::sync::mpsc::Sender<Stopped>,
     ) {
         let mut stream = queue.stream();
+        // Paused before the partition was assigned (a rebalance keeps a pause).
+        self.setup.paused.mark_changed();
         if self.setup.spec.transactional.is_some() {
             // Before anything is read: initializing the partition's producer aborts the open
             // transaction of its previous owner, whose pending offsets would hold up the fetch
@@ -225,11 +230,13 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 held = None;
             }
             let hold = self.hold.as_ref().map(|hold| hold.until);
-            let reading =
-                hold.is_none() && self.tracker.in_flight() < self.setup.spec.max_in_flight;
+            let reading = hold.is_none()
+                && !self.paused_by_application()
+                && self.tracker.in_flight() < self.setup.spec.max_in_flight;
             tokio::select! {
                 biased;
                 changed = stop.changed() => if changed.is_err() { break },
+                Ok(()) = self.setup.paused.changed() => self.apply_pause(),
                 Some(event) = self.acks.recv() => {
                     self.on_ack(event, None);
                     self.drain_acks(None);
@@ -784,6 +791,29 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         });
     }
 
+    /// Whether the application paused this partition (or its whole listener).
+    fn paused_by_application(&self) -> bool {
+        self.setup
+            .paused
+            .borrow()
+            .covers(&self.setup.topic, self.setup.partition)
+    }
+
+    /// The application paused or resumed the listener: the partition is paused in librdkafka
+    /// too (nothing more is fetched), or resumed unless a hold keeps it paused.
+    fn apply_pause(&mut self) {
+        let paused = self
+            .setup
+            .paused
+            .borrow_and_update()
+            .covers(&self.setup.topic, self.setup.partition);
+        if paused {
+            self.pause(true);
+        } else if self.hold.is_none() {
+            self.pause(false);
+        }
+    }
+
     /// The hold is over: seek if the earlier seek failed, and read on.
     fn release(&mut self) {
         let Some(hold) = self.hold.take() else {
@@ -801,7 +831,9 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 return;
             }
         }
-        self.pause(false);
+        if !self.paused_by_application() {
+            self.pause(false);
+        }
     }
 
     fn seek(&self, offset: i64) -> bool {

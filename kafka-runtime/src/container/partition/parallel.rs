@@ -120,12 +120,15 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             if stopping && lanes.handlers == 0 {
                 break;
             }
-            let reading = !stopping && self.tracker.in_flight() < spec.max_in_flight;
+            let reading = !stopping
+                && !self.paused_by_application()
+                && self.tracker.in_flight() < spec.max_in_flight;
             // Ready lanes left after starting what could start: the consumer's slots are taken.
             let waiting = !stopping && !lanes.ready.is_empty() && lanes.spare.is_none();
             tokio::select! {
                 biased;
                 changed = stop.changed(), if !stopping => closed = changed.is_err(),
+                Ok(()) = self.setup.paused.changed(), if !stopping => self.apply_pause(),
                 Some(event) = self.acks.recv() => self.on_parallel_ack(event, &mut lanes),
                 Ok(permit) = Arc::clone(&slots).acquire_owned(), if waiting => {
                     lanes.spare = Some(permit);
