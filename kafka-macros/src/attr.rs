@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
 const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`, \
-                    `ordering`, `send_to`";
+                    `ordering`, `send_to`, `filter`";
 
 /// The ordering modes, as the runtime's `Ordering` variants.
 const ORDERINGS: &[(&str, &str)] = &[("partition", "Partition"), ("key", "Key"), ("none", "None")];
@@ -38,6 +38,8 @@ pub(crate) struct ListenerArgs {
     pub(crate) ordering: Option<Ident>,
     /// Where the handler's replies go.
     pub(crate) send_to: Option<LitStr>,
+    /// The record filter: a function `fn(&RecordContext<'_>) -> bool`, `true` discarding.
+    pub(crate) filter: Option<syn::Path>,
     /// Typed keys given as `${name:default}` strings, resolved at startup: `(key, text)`.
     pub(crate) placeholders: Vec<(String, LitStr)>,
 }
@@ -69,6 +71,7 @@ impl Parse for ListenerArgs {
             batch: None,
             ordering: None,
             send_to: None,
+            filter: None,
             placeholders: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -95,6 +98,7 @@ impl Parse for ListenerArgs {
                 "auto_startup" => parsed.auto_startup = Some(boolean(&value, "auto_startup")?),
                 "batch" => parsed.batch = Some(boolean(&value, "batch")?),
                 "send_to" => parsed.send_to = Some(non_empty(string(&value, "send_to")?)?),
+                "filter" => parsed.filter = Some(function(&value, "filter")?),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -146,6 +150,17 @@ fn string(value: &Expr, key: &str) -> syn::Result<LitStr> {
         other => Err(syn::Error::new_spanned(
             other,
             format!("`{key}` takes a string literal"),
+        )),
+    }
+}
+
+/// A function named by its path (`heartbeat`, `filters::heartbeat`).
+fn function(value: &Expr, key: &str) -> syn::Result<syn::Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Ok(path.path.clone()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{key}` takes the name of a function, e.g. `{key} = heartbeat`"),
         )),
     }
 }

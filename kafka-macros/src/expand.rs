@@ -142,6 +142,13 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     let placeholder_keys = args.placeholders.iter().map(|(key, _)| key);
     let placeholder_texts = args.placeholders.iter().map(|(_, text)| text);
     let send_to = option(args.send_to.as_ref().map(|topic| quote!(#topic)));
+    // At the user's path: a function of another signature is reported there.
+    let filter = option(args.filter.as_ref().map(|path| {
+        quote_spanned! {path.span()=> {
+            const FILTER: ::kafka_runtime::RecordFilter = #path;
+            FILTER
+        }}
+    }));
     let auto_startup = match &args.auto_startup {
         Some(value) => quote!(#value),
         None => quote!(true),
@@ -186,6 +193,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                     auto_startup: #auto_startup,
                     takes_ack: false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
                     send_to: #send_to,
+                    filter: #filter,
                     placeholders: &[#((#placeholder_keys, #placeholder_texts)),*],
                     invoke: ::kafka_runtime::__private::Invoker::#invoker(#invoke),
                     check: #check,
@@ -204,6 +212,12 @@ fn replies<'a>(
 ) -> syn::Result<Option<&'a Type>> {
     let returns = reply::returns(output);
     if batch {
+        if let Some(filter) = &args.filter {
+            return Err(syn::Error::new_spanned(
+                filter,
+                "`filter` is for record listeners; a batch listener skips records in its handler",
+            ));
+        }
         if let Some(send_to) = &args.send_to {
             return Err(syn::Error::new(
                 send_to.span(),

@@ -11,6 +11,7 @@ use crate::context::{AppContext, States};
 use crate::control::{Launcher, ListenerHandle, Listeners};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
+use crate::intercept::RecordInterceptor;
 use crate::lifecycle::{HookResult, Hooks, Stopping};
 use crate::listener::{Invoker, ListenerRegistration};
 use crate::management::health::Health;
@@ -74,6 +75,14 @@ impl KafkaApplication {
     /// Registers a value that handlers receive through `State<T>`.
     pub fn with_state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.states.insert(value);
+        self
+    }
+
+    /// Adds an interceptor around every record handler call of the application's listeners
+    /// (Spring's `RecordInterceptor`): its `before` runs after those added earlier, its `after`
+    /// before theirs.
+    pub fn with_interceptor(mut self, interceptor: impl RecordInterceptor) -> Self {
+        self.states.intercept(interceptor);
         self
     }
 
@@ -147,6 +156,7 @@ impl KafkaApplication {
         let app = AppContext::new(self.states, template);
         registrations
             .iter()
+            .filter(|(_, auto_startup)| *auto_startup)
             .map(|(registration, _)| {
                 let spec = resolve(registration, &self.config, &self.properties, &app)?;
                 let errors = match &spec.retry_topics {
@@ -247,8 +257,10 @@ impl KafkaApplication {
         }
         crate::admin::declare(settings, &bootstrap, embedded.as_ref(), &template).await;
         let app = AppContext::new(self.states, template.clone());
+        // The listeners that start now; the others are resolved when they start.
         let specs = registrations
             .iter()
+            .filter(|(_, auto_startup)| *auto_startup)
             .map(|(registration, _)| resolve(registration, &self.config, &self.properties, &app))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(embedded) = &embedded {
@@ -276,9 +288,21 @@ impl KafkaApplication {
         }
         let management_settings = &self.config.management;
         let health = Health::new(management_settings);
+        let (config, properties) = (self.config.clone(), self.properties.clone());
+        let context = Arc::clone(&app);
+        let all = registrations
+            .iter()
+            .map(|(registration, _)| {
+                let spec = specs.iter().find(|spec| spec.id == registration.id());
+                (*registration, spec.cloned())
+            })
+            .collect();
         let listeners = Listeners::new(
-            &specs,
+            all,
             Launcher {
+                resolve: Box::new(move |registration| {
+                    resolve(registration, &config, &properties, &context)
+                }),
                 settings: settings.clone(),
                 bootstrap: bootstrap.clone(),
                 app: Arc::clone(&app),
@@ -300,8 +324,8 @@ impl KafkaApplication {
             ),
             None => None,
         };
-        for (registration, auto_startup) in &registrations {
-            if let (true, Some(listener)) = (*auto_startup, listeners.get(registration.id())) {
+        for spec in &specs {
+            if let Some(listener) = listeners.get(spec.id) {
                 listener.start().await?;
             }
         }
@@ -573,6 +597,7 @@ fn resolve(
         topics,
         group,
         send_to: send_to.map(Arc::from),
+        filter: registration.filter,
         concurrency: own
             .and_then(|own| own.concurrency)
             .or(attribute_concurrency)

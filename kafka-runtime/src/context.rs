@@ -3,6 +3,7 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use crate::intercept::RecordInterceptor;
 use crate::template::KafkaTemplate;
 
 /// The application's shared values, reachable from every record through extractors.
@@ -11,14 +12,21 @@ pub struct AppContext {
     /// costs less than hashing the key.
     states: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     template: KafkaTemplate,
+    interceptors: Vec<Box<dyn RecordInterceptor>>,
 }
 
 impl AppContext {
     pub(crate) fn new(states: States, template: KafkaTemplate) -> Arc<Self> {
         Arc::new(AppContext {
-            states: states.0,
+            states: states.values,
             template,
+            interceptors: states.interceptors,
         })
+    }
+
+    /// The interceptors around every record handler call, in order.
+    pub(crate) fn interceptors(&self) -> &[Box<dyn RecordInterceptor>] {
+        &self.interceptors
     }
 
     /// The value of type `T` registered with
@@ -37,15 +45,23 @@ impl AppContext {
     }
 }
 
-/// Values registered before start, keyed by type.
+/// What an application registers before start: values keyed by type, and interceptors.
 #[derive(Default)]
-pub(crate) struct States(Vec<(TypeId, Box<dyn Any + Send + Sync>)>);
+pub(crate) struct States {
+    values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
+    interceptors: Vec<Box<dyn RecordInterceptor>>,
+}
 
 impl States {
     /// Registers `value`, replacing an earlier value of the same type.
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
         let id = TypeId::of::<T>();
-        self.0.retain(|(existing, _)| *existing != id);
-        self.0.push((id, Box::new(value)));
+        self.values.retain(|(existing, _)| *existing != id);
+        self.values.push((id, Box::new(value)));
+    }
+
+    /// Adds an interceptor after those registered already.
+    pub(crate) fn intercept(&mut self, interceptor: impl RecordInterceptor) {
+        self.interceptors.push(Box::new(interceptor));
     }
 }

@@ -2,6 +2,9 @@
 //! `MessageListenerContainer`): pause and resume a listener or one of its partitions, stop it and
 //! start it again, start one declared with `auto_startup = false`.
 //!
+//! A listener that does not start with the application is resolved against the configuration
+//! when it starts (its placeholders may name properties that exist only when it is enabled).
+//!
 //! A pause is the application's, not the group's: it is kept in a `watch` every partition task
 //! of the listener reads, so a partition assigned after a rebalance starts paused too (Spring
 //! Kafka lost pauses across rebalances: spring-kafka#2222). A paused partition finishes the
@@ -23,6 +26,7 @@ use crate::config::KafkaSettings;
 use crate::container::{ListenerContainer, ListenerSpec};
 use crate::context::AppContext;
 use crate::error::Error;
+use crate::listener::ListenerRegistration;
 use crate::management::health::Health;
 use crate::sync::lock;
 
@@ -44,8 +48,13 @@ impl Paused {
     }
 }
 
+/// Resolves a listener's registration against the application's configuration.
+pub(crate) type Resolve =
+    Box<dyn Fn(&'static ListenerRegistration) -> Result<Arc<ListenerSpec>, Error> + Send + Sync>;
+
 /// What starting a listener needs, the same for every listener of an application.
 pub(crate) struct Launcher {
+    pub(crate) resolve: Resolve,
     pub(crate) settings: KafkaSettings,
     pub(crate) bootstrap: String,
     pub(crate) app: Arc<AppContext>,
@@ -57,7 +66,9 @@ pub(crate) struct Launcher {
 
 /// One listener of a running application.
 struct Listener {
-    spec: Arc<ListenerSpec>,
+    registration: &'static ListenerRegistration,
+    /// Resolved at the application's start, or at the listener's first start.
+    spec: Mutex<Option<Arc<ListenerSpec>>>,
     /// Its consumers while it runs.
     container: Mutex<Option<ListenerContainer>>,
     paused: watch::Sender<Paused>,
@@ -70,17 +81,22 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
-    /// Every listener of the application, stopped.
-    pub(crate) fn new(specs: &[Arc<ListenerSpec>], launcher: Launcher) -> Arc<Self> {
-        let by_id = specs
-            .iter()
-            .map(|spec| {
+    /// Every listener of the application, stopped; each with its spec when it was resolved
+    /// already.
+    pub(crate) fn new(
+        listeners: Vec<(&'static ListenerRegistration, Option<Arc<ListenerSpec>>)>,
+        launcher: Launcher,
+    ) -> Arc<Self> {
+        let by_id = listeners
+            .into_iter()
+            .map(|(registration, spec)| {
                 let listener = Listener {
-                    spec: Arc::clone(spec),
+                    registration,
+                    spec: Mutex::new(spec),
                     container: Mutex::new(None),
                     paused: watch::Sender::new(Paused::default()),
                 };
-                (spec.id, Arc::new(listener))
+                (registration.id(), Arc::new(listener))
             })
             .collect();
         Arc::new(Listeners {
@@ -172,7 +188,7 @@ impl std::fmt::Debug for ListenerHandle {
 impl ListenerHandle {
     /// The listener's id.
     pub fn id(&self) -> &'static str {
-        self.listener.spec.id
+        self.listener.registration.id()
     }
 
     /// Whether its consumers run (paused or not).
@@ -232,7 +248,8 @@ impl ListenerHandle {
     /// when it runs already. A listener declared with `auto_startup = false` starts here.
     ///
     /// # Errors
-    /// When the application is shutting down, or a consumer cannot be created.
+    /// When the application is shutting down, the listener's configuration does not resolve
+    /// (its first start), or a consumer cannot be created.
     pub async fn start(&self) -> Result<(), Error> {
         let mut container = lock(&self.listener.container);
         if container.is_some() {
@@ -245,7 +262,7 @@ impl ListenerHandle {
                 message: "cannot start: the application is shutting down".to_owned(),
             });
         }
-        let spec = &self.listener.spec;
+        let spec = self.spec()?;
         tracing::info!(
             listener = spec.id,
             topics = ?spec.topics,
@@ -255,7 +272,7 @@ impl ListenerHandle {
             "starting listener"
         );
         *container = Some(ListenerContainer::start(
-            Arc::clone(spec),
+            Arc::clone(&spec),
             (&launcher.settings, &launcher.bootstrap),
             &launcher.app,
             &self.listener.paused.subscribe(),
@@ -279,9 +296,21 @@ impl ListenerHandle {
         ShutdownReport::of(abandoned)
     }
 
+    /// The listener's resolved configuration (resolved now, the first time).
+    fn spec(&self) -> Result<Arc<ListenerSpec>, Error> {
+        let mut spec = lock(&self.listener.spec);
+        if let Some(spec) = spec.as_ref() {
+            return Ok(Arc::clone(spec));
+        }
+        let resolved = (self.launcher.resolve)(self.listener.registration)?;
+        *spec = Some(Arc::clone(&resolved));
+        Ok(resolved)
+    }
+
     /// The listener as `GET /listeners` shows it.
     fn describe(&self) -> Value {
-        let spec = &self.listener.spec;
+        let declared = &self.listener.registration.declared;
+        let spec = lock(&self.listener.spec).clone();
         let assignment: Option<BTreeMap<String, Vec<String>>> =
             lock(&self.listener.container).as_ref().map(|running| {
                 running
@@ -306,15 +335,28 @@ impl ListenerHandle {
             .iter()
             .map(|(topic, partition)| format!("{topic}-{partition}"))
             .collect();
+        // Not started yet: as declared, placeholders unresolved.
+        let (group, topics, concurrency) = match &spec {
+            Some(spec) => (
+                json!(spec.group),
+                json!(spec.topics),
+                json!(spec.concurrency),
+            ),
+            None => (
+                json!(declared.group),
+                json!(declared.topics),
+                json!(declared.concurrency),
+            ),
+        };
         json!({
-            "id": spec.id,
+            "id": self.id(),
             "state": state,
-            "group": spec.group,
-            "topics": spec.topics,
-            "concurrency": spec.concurrency,
+            "group": group,
+            "topics": topics,
+            "concurrency": concurrency,
             "paused-partitions": paused,
             "assignment": assignment.unwrap_or_default(),
-            "lag": self.launcher.health.lag_of(spec.id),
+            "lag": self.launcher.health.lag_of(self.id()),
         })
     }
 }

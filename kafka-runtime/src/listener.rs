@@ -55,6 +55,8 @@ pub struct ListenerDeclaration {
     pub takes_ack: bool,
     /// The `send_to` topic (may hold `${}` placeholders).
     pub send_to: Option<&'static str>,
+    /// The record filter (`true` discards).
+    pub filter: Option<crate::intercept::RecordFilter>,
     /// Typed attribute values given as `${name:default}`: `(key, text)`, resolved at startup.
     pub placeholders: &'static [(&'static str, &'static str)],
     pub invoke: Invoker,

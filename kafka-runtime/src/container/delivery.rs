@@ -15,6 +15,7 @@ use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::extract::RecordContext;
 use crate::handling::{self, AckEvent, DeliveredBy, Handling, PendingReplies};
+use crate::intercept::Intercepted;
 use crate::listener::{HandlerError, Invocation};
 use crate::management::metrics::RecordMetrics;
 use crate::record::RecordView;
@@ -30,6 +31,8 @@ pub(crate) enum Outcome {
     Failed(HandlerError),
     /// An argument could not be built from the record: retrying cannot make bad bytes good.
     Rejected(HandlerError),
+    /// The listener's filter discarded the record: the handler was not called.
+    Filtered,
 }
 
 /// One delivery's number (1 for the first), when it started, and by whom.
@@ -52,7 +55,8 @@ pub(crate) struct Delivered {
 
 /// A handler call with its arguments built, ready to run.
 pub(crate) struct Prepared {
-    invocation: std::thread::Result<Invocation>,
+    /// `None`: the listener's filter discarded the record.
+    invocation: std::thread::Result<Option<Invocation>>,
     handling: Handling,
     span: tracing::Span,
     /// How many records the call handles.
@@ -68,8 +72,45 @@ pub(crate) async fn deliver(
     attempt: Attempt,
     metrics: &RecordMetrics,
 ) -> Delivered {
+    let view = record.0;
     let prepared = prepare(spec, invoke, app, record, attempt);
-    run(prepared, attempt, metrics).await
+    let delivered = run(prepared, attempt, metrics).await;
+    let record = (view.topic.as_ref(), view.partition, view.offset);
+    intercepted(
+        app,
+        spec.id,
+        record,
+        (attempt, delivered.ended),
+        &delivered.outcome,
+    );
+    delivered
+}
+
+/// Tells the application's interceptors how a call of `listener`'s handler on `record` (topic,
+/// partition, offset) ended; nothing when the handler was not called (a filtered record).
+pub(crate) fn intercepted(
+    app: &AppContext,
+    listener: &'static str,
+    (topic, partition, offset): (&str, i32, i64),
+    (attempt, ended): (Attempt, Instant),
+    outcome: &Outcome,
+) {
+    let outcome = match outcome {
+        Outcome::Filtered => return,
+        Outcome::Handled => Ok(()),
+        Outcome::Failed(error) | Outcome::Rejected(error) => Err(error),
+    };
+    let record = Intercepted {
+        listener,
+        topic,
+        partition,
+        offset,
+        attempt: attempt.number,
+        elapsed: ended.saturating_duration_since(attempt.started),
+    };
+    for interceptor in app.interceptors().iter().rev() {
+        interceptor.after(&record, outcome);
+    }
 }
 
 /// Builds the arguments of `invoke` (the handler of `spec`) from `record`: the call, ready to
@@ -95,8 +136,17 @@ pub(crate) fn prepare(
     let invocation = {
         let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt.number)
             .replying_to(spec.send_to.as_ref());
-        // Extractors are user code too: a panic there is a failed delivery, not a dead task.
-        std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)))
+        // Filters, interceptors and extractors are user code too: a panic there is a failed
+        // delivery, not a dead task.
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if spec.filter.is_some_and(|discard| discard(&ctx)) {
+                return None;
+            }
+            for interceptor in app.interceptors() {
+                interceptor.before(&ctx);
+            }
+            Some(invoke(&mut ctx))
+        }))
     };
     Prepared {
         invocation,
@@ -123,7 +173,7 @@ pub(crate) fn prepare_batch(
     let handling = Handling::batch(spec.id, &first, records.len(), delivered_by);
     let mut ctx = BatchContext::new(records.to_vec(), ack, app, spec.formats.1, attempt.number);
     // Extractors are user code too: a panic there is a failed delivery, not a dead task.
-    let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut ctx)));
+    let invocation = std::panic::catch_unwind(AssertUnwindSafe(|| Some(invoke(&mut ctx))));
     let rejected: Vec<(usize, HandlerError)> = ctx
         .into_rejected()
         .into_iter()
@@ -181,12 +231,13 @@ pub(crate) async fn execute(
             None,
             None,
         ),
-        Ok(Invocation::Rejected(rejection)) => (
+        Ok(None) => (Outcome::Filtered, None, None),
+        Ok(Some(Invocation::Rejected(rejection))) => (
             Outcome::Rejected(HandlerError::rejected(&rejection)),
             None,
             None,
         ),
-        Ok(Invocation::Run(future)) => {
+        Ok(Some(Invocation::Run(future))) => {
             let mut scoped = std::pin::pin!(handling::scope(
                 handling,
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
@@ -263,6 +314,10 @@ pub(crate) fn account(
 ) {
     let records = u64::try_from(records).unwrap_or(u64::MAX);
     metrics.received.increment(records);
+    if let Outcome::Filtered = outcome {
+        metrics.filtered.increment(records);
+        return;
+    }
     if attempt.number > 1 {
         metrics.retried.increment(records);
     }
@@ -271,9 +326,10 @@ pub(crate) fn account(
             .saturating_duration_since(attempt.started)
             .as_secs_f64(),
     );
-    match outcome {
-        Outcome::Handled => metrics.handled.increment(records),
-        _ => metrics.failed.increment(records),
+    if let Outcome::Handled = outcome {
+        metrics.handled.increment(records);
+    } else {
+        metrics.failed.increment(records);
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) group: String,
     /// Where the handler's replies go when the request names no topic (`send_to`).
     pub(crate) send_to: Option<Arc<str>>,
+    /// Records it discards: acknowledged without calling the handler.
+    pub(crate) filter: Option<crate::intercept::RecordFilter>,
     pub(crate) concurrency: u32,
     pub(crate) ack_mode: AckMode,
     pub(crate) invoke: Invoker,

@@ -15,6 +15,7 @@ pub(crate) const RECEIVED: &str = "kafka_listener_records_received_total";
 pub(crate) const HANDLED: &str = "kafka_listener_records_handled_total";
 pub(crate) const FAILED: &str = "kafka_listener_records_failed_total";
 pub(crate) const RETRIED: &str = "kafka_listener_records_retried_total";
+pub(crate) const FILTERED: &str = "kafka_listener_records_filtered_total";
 pub(crate) const DEAD_LETTERED: &str = "kafka_listener_records_dead_lettered_total";
 pub(crate) const RECOVERY_FAILURES: &str = "kafka_listener_recovery_failures_total";
 pub(crate) const HANDLER_SECONDS: &str = "kafka_listener_handler_seconds";
@@ -77,6 +78,10 @@ fn describe() {
         "Deliveries that failed: handler error, panic or undecodable record"
     );
     describe_counter!(RETRIED, "Redeliveries of a record after a failed delivery");
+    describe_counter!(
+        FILTERED,
+        "Records a listener's filter discarded (acknowledged without calling the handler)"
+    );
     describe_counter!(DEAD_LETTERED, "Records published to a dead-letter topic");
     describe_counter!(
         RECOVERY_FAILURES,
@@ -110,6 +115,7 @@ pub(crate) struct RecordMetrics {
     pub(crate) handled: Counter,
     pub(crate) failed: Counter,
     pub(crate) retried: Counter,
+    pub(crate) filtered: Counter,
     pub(crate) dead_lettered: Counter,
     pub(crate) recovery_failures: Counter,
     pub(crate) handler_seconds: Histogram,
@@ -126,6 +132,7 @@ impl RecordMetrics {
             handled: metrics::counter!(HANDLED, &labels),
             failed: metrics::counter!(FAILED, &labels),
             retried: metrics::counter!(RETRIED, &labels),
+            filtered: metrics::counter!(FILTERED, &labels),
             dead_lettered: metrics::counter!(DEAD_LETTERED, &labels),
             recovery_failures: metrics::counter!(RECOVERY_FAILURES, &labels),
             handler_seconds: metrics::histogram!(HANDLER_SECONDS, &labels),

@@ -122,6 +122,7 @@ impl TestHandler {
         let outcome = match delivered {
             Delivered::Failed(error) => Outcome::Failed(error),
             Delivered::Rejected(error) => Outcome::Rejected(error),
+            Delivered::Filtered => Outcome::Filtered,
             Delivered::Handled if !spec.ack_mode.is_manual() => Outcome::Acknowledged,
             Delivered::Handled => match acks.first().map(|event| event.kind) {
                 Some(AckKind::Nack(delay)) => Outcome::Nacked(delay),
@@ -185,6 +186,8 @@ pub enum Outcome {
     /// An argument could not be built from the record (undecodable payload or key, missing
     /// header): no retry, straight to the recoverer.
     Rejected(HandlerError),
+    /// The listener's filter discarded it: acknowledged without calling the handler.
+    Filtered,
 }
 
 /// A record built in the test, for [`TestHandler::handle`].

@@ -194,7 +194,8 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             self.on_ack(event, None);
         }
         let error = match outcome {
-            Outcome::Handled => {
+            // (Batch listeners have no filter: nothing is filtered here.)
+            Outcome::Handled | Outcome::Filtered => {
                 self.drain_acks(None);
                 if !spec.ack_mode.is_manual() {
                     // One pass: the undecodable records among them are acknowledged already.

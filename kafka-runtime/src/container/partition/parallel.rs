@@ -285,6 +285,18 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let Some(delivery) = lanes.head(id) else {
             return;
         };
+        let record = (
+            self.setup.topic.as_ref(),
+            self.setup.partition,
+            delivery.offset,
+        );
+        delivery::intercepted(
+            &self.setup.app,
+            self.setup.spec.id,
+            record,
+            (attempt, ended),
+            &outcome,
+        );
         let spec = Arc::clone(&self.setup.spec);
         let manual = spec.ack_mode.is_manual();
         let pending = self.tracker.is_pending(delivery);
@@ -316,6 +328,12 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                         }
                     },
                 }
+                self.progressed(ended);
+                return;
+            }
+            Outcome::Filtered => {
+                self.acknowledge(delivery);
+                lanes.advance(id);
                 self.progressed(ended);
                 return;
             }
