@@ -290,6 +290,7 @@ impl KafkaApplication {
         let health = Health::new(management_settings);
         let (config, properties) = (self.config.clone(), self.properties.clone());
         let context = Arc::clone(&app);
+        let publishing = (bootstrap.clone(), embedded.is_some(), template.clone());
         let all = registrations
             .iter()
             .map(|(registration, _)| {
@@ -301,7 +302,21 @@ impl KafkaApplication {
             all,
             Launcher {
                 resolve: Box::new(move |registration| {
-                    resolve(registration, &config, &properties, &context)
+                    let resolved = resolve(registration, &config, &properties, &context);
+                    let settings = config.kafka.clone();
+                    let (bootstrap, embedded, template) = publishing.clone();
+                    Box::pin(async move {
+                        let spec = resolved?;
+                        // The embedded cluster creates a topic on first use.
+                        if !embedded {
+                            let specs = [Arc::clone(&spec)];
+                            create_dead_letter_topics(
+                                &settings, &bootstrap, None, &template, &specs,
+                            )
+                            .await;
+                        }
+                        Ok(spec)
+                    })
                 }),
                 settings: settings.clone(),
                 bootstrap: bootstrap.clone(),

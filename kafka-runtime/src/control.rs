@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -48,9 +50,16 @@ impl Paused {
     }
 }
 
-/// Resolves a listener's registration against the application's configuration.
-pub(crate) type Resolve =
-    Box<dyn Fn(&'static ListenerRegistration) -> Result<Arc<ListenerSpec>, Error> + Send + Sync>;
+/// Resolves a listener's registration against the application's configuration, and creates the
+/// topics it publishes to (dead-letter, retry).
+pub(crate) type Resolve = Box<
+    dyn Fn(&'static ListenerRegistration) -> BoxFuture<'static, Result<Arc<ListenerSpec>, Error>>
+        + Send
+        + Sync,
+>;
+
+/// A listener's stop under way: its consumers' join, which every waiter shares.
+type Stopping = Shared<BoxFuture<'static, Vec<String>>>;
 
 /// What starting a listener needs, the same for every listener of an application.
 pub(crate) struct Launcher {
@@ -71,6 +80,8 @@ struct Listener {
     spec: Mutex<Option<Arc<ListenerSpec>>>,
     /// Its consumers while it runs.
     container: Mutex<Option<ListenerContainer>>,
+    /// Its last stop, which the application's shutdown waits for too.
+    stopping: Mutex<Option<Stopping>>,
     paused: watch::Sender<Paused>,
 }
 
@@ -94,6 +105,7 @@ impl Listeners {
                     registration,
                     spec: Mutex::new(spec),
                     container: Mutex::new(None),
+                    stopping: Mutex::new(None),
                     paused: watch::Sender::new(Paused::default()),
                 };
                 (registration.id(), Arc::new(listener))
@@ -116,23 +128,29 @@ impl Listeners {
 
     /// Every listener, by id.
     pub(crate) fn all(&self) -> impl Iterator<Item = ListenerHandle> + '_ {
-        self.by_id.keys().filter_map(|id| self.get(id))
+        self.by_id.values().map(|listener| ListenerHandle {
+            listener: Arc::clone(listener),
+            launcher: Arc::clone(&self.launcher),
+        })
     }
 
     /// Stops every listener (all at once) and closes the application to starts; gives the
     /// records abandoned at the shutdown timeout.
     pub(crate) async fn shut_down(&self) -> Vec<String> {
         self.launcher.closed.store(true, Ordering::Release);
-        let mut running = Vec::new();
-        for listener in self.by_id.values() {
-            if let Some(container) = lock(&listener.container).take() {
-                container.signal_stop();
-                running.push(container);
-            }
+        for handle in self.all() {
+            handle.begin_stop();
         }
+        // Those stopping now, and stops begun earlier and not finished yet.
+        let stopping: Vec<Stopping> = self
+            .by_id
+            .values()
+            .filter_map(|listener| lock(&listener.stopping).clone())
+            .filter(|stopping| stopping.peek().is_none())
+            .collect();
         let mut abandoned = Vec::new();
-        for container in running {
-            abandoned.extend(container.join().await);
+        for stop in stopping {
+            abandoned.extend(stop.await);
         }
         abandoned
     }
@@ -251,18 +269,30 @@ impl ListenerHandle {
     /// When the application is shutting down, the listener's configuration does not resolve
     /// (its first start), or a consumer cannot be created.
     pub async fn start(&self) -> Result<(), Error> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let launcher = &self.launcher;
+        let closed = || {
+            launcher
+                .closed
+                .load(Ordering::Acquire)
+                .then(|| Error::Listener {
+                    listener: self.id().to_owned(),
+                    message: "cannot start: the application is shutting down".to_owned(),
+                })
+        };
+        if let Some(error) = closed() {
+            return Err(error);
+        }
+        let spec = self.spec().await?;
         let mut container = lock(&self.listener.container);
         if container.is_some() {
             return Ok(());
         }
-        let launcher = &self.launcher;
-        if launcher.closed.load(Ordering::Acquire) {
-            return Err(Error::Listener {
-                listener: self.id().to_owned(),
-                message: "cannot start: the application is shutting down".to_owned(),
-            });
+        if let Some(error) = closed() {
+            return Err(error);
         }
-        let spec = self.spec()?;
         tracing::info!(
             listener = spec.id,
             topics = ?spec.topics,
@@ -285,25 +315,38 @@ impl ListenerHandle {
     /// Stops the listener as a shutdown does: its handlers finish within `shutdown-timeout`,
     /// what they acknowledged is committed, its consumers leave the group (the others of the
     /// group take its partitions). Nothing when it is stopped already. A pause is kept.
+    ///
+    /// The stop goes on when this future is dropped; the application's shutdown waits for it.
     pub async fn stop(&self) -> ShutdownReport {
-        let Some(container) = lock(&self.listener.container).take() else {
-            return ShutdownReport::default();
-        };
+        match self.begin_stop() {
+            Some(stopping) => ShutdownReport::of(stopping.await),
+            None => ShutdownReport::default(),
+        }
+    }
+
+    /// Signals the running container to stop and hands its join to a task of its own; `None`
+    /// when nothing runs.
+    fn begin_stop(&self) -> Option<Stopping> {
+        let container = lock(&self.listener.container).take()?;
         tracing::info!(listener = self.id(), "stopping listener");
         container.signal_stop();
-        let abandoned = container.join().await;
-        self.launcher.health.forget_listener(self.id());
-        ShutdownReport::of(abandoned)
+        // Its consumers are stopping on purpose: neither dead nor unready from now on.
+        self.launcher.health.forget(container.health());
+        let join = tokio::spawn(container.join());
+        let stopping = async move { join.await.unwrap_or_default() }
+            .boxed()
+            .shared();
+        *lock(&self.listener.stopping) = Some(stopping.clone());
+        Some(stopping)
     }
 
     /// The listener's resolved configuration (resolved now, the first time).
-    fn spec(&self) -> Result<Arc<ListenerSpec>, Error> {
-        let mut spec = lock(&self.listener.spec);
-        if let Some(spec) = spec.as_ref() {
+    async fn spec(&self) -> Result<Arc<ListenerSpec>, Error> {
+        if let Some(spec) = lock(&self.listener.spec).as_ref() {
             return Ok(Arc::clone(spec));
         }
-        let resolved = (self.launcher.resolve)(self.listener.registration)?;
-        *spec = Some(Arc::clone(&resolved));
+        let resolved = (self.launcher.resolve)(self.listener.registration).await?;
+        *lock(&self.listener.spec) = Some(Arc::clone(&resolved));
         Ok(resolved)
     }
 

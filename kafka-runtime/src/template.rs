@@ -371,16 +371,17 @@ impl KafkaTemplate {
         (self.inner.key_format, self.inner.value_format)
     }
 
-    /// Queues bytes as they are, a listener's reply: gives what tells when the broker took it
-    /// (waiting for room while the producer's queue is full). Inside a transaction it only
-    /// joins it: the commit flushes it, and fails if it was not delivered.
+    /// Queues bytes as they are, a listener's reply: gives what tells when the broker took it,
+    /// and whether the record is in the producer's queue already (else the future sends it,
+    /// waiting for room while the queue is full: a reply sent later could overtake it). Inside
+    /// a transaction it only joins it: the commit flushes it, and fails if it was not delivered.
     pub(crate) fn send_reply(
         &self,
         topic: Arc<str>,
         partition: Option<i32>,
         (key, value): (Option<Vec<u8>>, Option<Vec<u8>>),
         headers: Vec<(String, Vec<u8>)>,
-    ) -> BoxFuture<'static, Result<(), SendError>> {
+    ) -> (BoxFuture<'static, Result<(), SendError>>, bool) {
         let mut reply = Encoded {
             template: Arc::clone(&self.inner),
             topic,
@@ -391,7 +392,7 @@ impl KafkaTemplate {
             timestamp: None,
         };
         if crate::transaction::current().is_some() {
-            return Box::pin(reply.queue_in_transaction());
+            return (Box::pin(reply.queue_in_transaction()), false);
         }
         crate::handling::add_inherited(&mut reply.headers);
         reply.queue()
@@ -615,37 +616,51 @@ impl Encoded {
     }
 
     /// Queues the record on the template's own producer; what it gives resolves when the
-    /// record is delivered. With the queue full it delivers the record instead (waiting for room).
-    fn queue(self) -> BoxFuture<'static, Result<(), SendError>> {
+    /// record is delivered, and tells whether it was queued now. With the queue full it delivers
+    /// the record instead (waiting for room).
+    fn queue(self) -> (BoxFuture<'static, Result<(), SendError>>, bool) {
         let producer = match &self.template.sink {
             Sink::Kafka { producer, .. } => producer,
             #[cfg(feature = "test-util")]
-            Sink::Recording(_) => return Box::pin(async move { self.deliver().await.map(|_| ()) }),
+            Sink::Recording(_) => {
+                return (
+                    Box::pin(async move { self.deliver().await.map(|_| ()) }),
+                    false,
+                )
+            }
         };
         let started = std::time::Instant::now();
         match producer
             .send_result(self.record())
             .map_err(|(error, _)| error)
         {
-            Ok(delivery) => Box::pin(async move {
-                let delivered = match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((source, _))) => Err(source),
-                    Err(_) => Err(KafkaError::Canceled),
+            Ok(delivery) => {
+                let delivered = async move {
+                    let delivered = match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((source, _))) => Err(source),
+                        Err(_) => Err(KafkaError::Canceled),
+                    };
+                    let elapsed = started.elapsed();
+                    crate::management::metrics::send(&self.topic, elapsed, delivered.is_ok());
+                    delivered.map_err(|source| SendError::Delivery {
+                        topic: self.topic.to_string(),
+                        source,
+                    })
                 };
-                crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
-                delivered.map_err(|source| SendError::Delivery {
-                    topic: self.topic.to_string(),
-                    source,
-                })
-            }),
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                Box::pin(async move { self.deliver().await.map(|_| ()) })
+                (Box::pin(delivered), true)
             }
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => (
+                Box::pin(async move { self.deliver().await.map(|_| ()) }),
+                false,
+            ),
             Err(source) => {
                 crate::management::metrics::send(&self.topic, started.elapsed(), false);
                 let topic = self.topic.to_string();
-                Box::pin(async move { Err(SendError::Delivery { topic, source }) })
+                (
+                    Box::pin(async move { Err(SendError::Delivery { topic, source }) }),
+                    true,
+                )
             }
         }
     }

@@ -108,6 +108,51 @@ async fn a_paused_listener_reads_nothing_until_resumed_also_after_a_rebalance() 
     app.shutdown().await;
 }
 
+/// Records each value it handles; fails the first delivery of `"fail-once"`.
+#[kafka_listener(
+    id = "flaky",
+    topics = "${topic}",
+    group = "${group}",
+    auto_startup = false
+)]
+async fn flaky(
+    Payload(text): Payload<String>,
+    DeliveryAttempt(attempt): DeliveryAttempt,
+    State(seen): State<Recorder<String>>,
+) -> Result<(), HandlerError> {
+    seen.push(format!("{text}#{attempt}"));
+    if text == "fail-once" && attempt == 1 {
+        return Err(HandlerError::new("the first delivery fails"));
+    }
+    Ok(())
+}
+
+/// Found in review: a record retried in place holds the partition without pausing it in
+/// librdkafka, so a resume during that hold must still resume it (the hold ends without a
+/// release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_resume_during_a_retry_back_off_leaves_the_partition_reading() {
+    let cluster = Cluster::start();
+    let (topic, group) = (cluster.topic("flaky", 1), unique("flaky"));
+    let seen = Recorder::<String>::default();
+    let errors = "[kafka.listener.error-handler]\nmax-attempts = 3\ninterval = \"1500ms\"\n";
+    let app = cluster
+        .start_listener(errors, "flaky", (&topic, &group), seen.clone())
+        .await;
+    let kafka = cluster.kit();
+    kafka.record(&topic).text("fail-once").await;
+    seen.wait_len(1).await;
+    let listener = app.listener("flaky").expect("the application's listener");
+    listener.pause();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    listener.resume();
+    kafka.record(&topic).text("after").await;
+    seen.wait_len(3).await;
+    assert_eq!(seen.snapshot(), ["fail-once#1", "fail-once#2", "after#1"]);
+    kafka.wait_committed(&group, &topic, PATIENCE).await;
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_paused_partition_holds_back_only_itself() {
     let cluster = Cluster::start();

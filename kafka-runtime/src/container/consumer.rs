@@ -380,8 +380,28 @@ impl ConsumerContext for ContainerContext {
         if let Rebalance::Assign(assigned) = rebalance {
             self.set_assignment(assigned, true);
             self.health.joined();
-            // A partition paused under a previous assignment must not stay paused under this one.
-            if let Err(error) = consumer.resume(assigned) {
+            // A partition paused under a previous assignment must not stay paused under this one,
+            // unless the application paused it: then it is paused (again) now that it is
+            // assigned, so that nothing is fetched for it.
+            let (mut resumed, mut held) = (TopicPartitionList::new(), TopicPartitionList::new());
+            {
+                let paused = self.paused.borrow();
+                for element in assigned.elements() {
+                    let list = if paused.covers(element.topic(), element.partition()) {
+                        &mut held
+                    } else {
+                        &mut resumed
+                    };
+                    list.add_partition(element.topic(), element.partition());
+                }
+            }
+            let resumed = consumer.resume(&resumed);
+            let held = if held.count() > 0 {
+                consumer.pause(&held)
+            } else {
+                Ok(())
+            };
+            if let Err(error) = resumed.and(held) {
                 tracing::debug!(consumer = %self.name, %error, "resume after assignment");
             }
             tracing::info!(consumer = %self.name, partitions = %names(assigned), "partitions assigned");

@@ -109,7 +109,16 @@ pub(crate) fn intercepted(
         elapsed: ended.saturating_duration_since(attempt.started),
     };
     for interceptor in app.interceptors().iter().rev() {
-        interceptor.after(&record, outcome);
+        let after = AssertUnwindSafe(|| interceptor.after(&record, outcome));
+        if std::panic::catch_unwind(after).is_err() {
+            tracing::error!(
+                listener,
+                topic,
+                partition,
+                offset,
+                "an interceptor panicked after the handler; the record is settled as if it had not"
+            );
+        }
     }
 }
 
@@ -297,6 +306,14 @@ pub(crate) async fn deliver_once(
             outcome = Outcome::Failed(crate::reply::not_sent(error));
         }
     }
+    let coordinates = (record.topic.as_ref(), record.partition, record.offset);
+    intercepted(
+        app,
+        spec.id,
+        coordinates,
+        (attempt, Instant::now()),
+        &outcome,
+    );
     drop(events);
     let mut acks: Vec<AckEvent> = settled.into_iter().collect();
     while let Ok(event) = received.try_recv() {

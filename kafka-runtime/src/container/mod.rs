@@ -31,7 +31,7 @@ use crate::context::AppContext;
 use crate::control::Paused;
 use crate::error::Error;
 use crate::listener::Invoker;
-use crate::management::health::Health;
+use crate::management::health::{ConsumerHealth, Health};
 
 /// How long the final commit and the close may take after the shutdown timeout.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -101,16 +101,51 @@ impl ListenerSpec {
     }
 }
 
+/// Creates consumer `name` of `spec`'s listener with `context`, subscribes it and starts its
+/// thread, which runs until `stopping` turns true.
+fn start_consumer(
+    spec: &ListenerSpec,
+    name: &str,
+    context: std::io::Result<consumer::ContainerContext>,
+    props: &std::collections::BTreeMap<String, String>,
+    stopping: &watch::Receiver<bool>,
+) -> Result<(consumer::Assignment, consumer::Ending), Error> {
+    let cannot = |what: &str| format!("listener `{}`: cannot {what} {name}", spec.id);
+    let context = context.map_err(|error| Error::Listener {
+        listener: spec.id.to_owned(),
+        message: format!("{}: {error}", cannot("start the commit thread of")),
+    })?;
+    let assignment = context.assignment();
+    let created: consumer::ListenerConsumer = client::client_config(props)
+        .create_with_context(context)
+        .map_err(Error::kafka(cannot("create consumer")))?;
+    let created = Arc::new(created);
+    created.context().attach(&created);
+    let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+    created.subscribe(&topics).map_err(Error::kafka(format!(
+        "listener `{}`: cannot subscribe to {topics:?}",
+        spec.id
+    )))?;
+    let ending = consumer::start(created, stopping.clone()).map_err(|error| Error::Listener {
+        listener: spec.id.to_owned(),
+        message: format!("{}: {error}", cannot("start the thread of")),
+    })?;
+    Ok((assignment, ending))
+}
+
 /// The running consumers of one listener.
 pub(crate) struct ListenerContainer {
     consumers: Vec<(String, consumer::Assignment, consumer::Ending)>,
     /// Turned true to stop the consumers (or dropped).
     stop: watch::Sender<bool>,
+    /// What its consumers report to `/health`.
+    health: Vec<Arc<ConsumerHealth>>,
 }
 
 impl ListenerContainer {
     /// Creates and subscribes `concurrency` consumers and starts their threads; their partitions
-    /// stop reading while `paused` covers them.
+    /// stop reading while `paused` covers them. On an error, the consumers started already stop
+    /// and none of them stays in `health`.
     pub(crate) fn start(
         spec: Arc<ListenerSpec>,
         (settings, bootstrap): (&KafkaSettings, &str),
@@ -120,10 +155,15 @@ impl ListenerContainer {
         statistics: Option<Duration>,
     ) -> Result<Self, Error> {
         let (stop, stopping) = watch::channel(false);
-        let mut consumers = Vec::new();
+        let mut container = ListenerContainer {
+            consumers: Vec::new(),
+            stop,
+            health: Vec::new(),
+        };
         for index in 0..spec.concurrency {
             let name = format!("{}-{index}", spec.id);
-            let cannot = |what: &str| format!("listener `{}`: cannot {what} {name}", spec.id);
+            let reporting = health.consumer(spec.id, &name, &spec.group);
+            container.health.push(Arc::clone(&reporting));
             let mut props =
                 settings.consumer_properties(bootstrap, &spec.group, &index.to_string());
             if let Some(interval) = statistics {
@@ -135,31 +175,22 @@ impl ListenerContainer {
                 name.clone(),
                 Arc::clone(&spec),
                 Arc::clone(app),
-                (health.consumer(spec.id, &name, &spec.group), paused.clone()),
-            )
-            .map_err(|error| Error::Listener {
-                listener: spec.id.to_owned(),
-                message: format!("{}: {error}", cannot("start the commit thread of")),
-            })?;
-            let assignment = context.assignment();
-            let created: consumer::ListenerConsumer = client::client_config(&props)
-                .create_with_context(context)
-                .map_err(Error::kafka(cannot("create consumer")))?;
-            let created = Arc::new(created);
-            created.context().attach(&created);
-            let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
-            created.subscribe(&topics).map_err(Error::kafka(format!(
-                "listener `{}`: cannot subscribe to {topics:?}",
-                spec.id
-            )))?;
-            let ending =
-                consumer::start(created, stopping.clone()).map_err(|error| Error::Listener {
-                    listener: spec.id.to_owned(),
-                    message: format!("{}: {error}", cannot("start the thread of")),
-                })?;
-            consumers.push((name, assignment, ending));
+                (reporting, paused.clone()),
+            );
+            match start_consumer(&spec, &name, context, &props, &stopping) {
+                Ok((assignment, ending)) => container.consumers.push((name, assignment, ending)),
+                Err(error) => {
+                    health.forget(&container.health);
+                    return Err(error);
+                }
+            }
         }
-        Ok(ListenerContainer { consumers, stop })
+        Ok(container)
+    }
+
+    /// The health reports of its consumers.
+    pub(crate) fn health(&self) -> &[Arc<ConsumerHealth>] {
+        &self.health
     }
 
     /// Asks every consumer to stop: see [`ListenerContainer::join`].

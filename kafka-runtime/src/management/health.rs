@@ -66,10 +66,11 @@ impl Health {
         consumer
     }
 
-    /// Forgets the consumers of `listener`, which was stopped on purpose: a stopped listener is
-    /// neither dead nor unready.
-    pub(crate) fn forget_listener(&self, listener: &str) {
-        lock(&self.consumers).retain(|consumer| consumer.listener != listener);
+    /// Forgets `consumers`, stopped on purpose (a listener stopped, or one that failed to
+    /// start): a stopped listener is neither dead nor unready.
+    pub(crate) fn forget(&self, consumers: &[Arc<ConsumerHealth>]) {
+        lock(&self.consumers)
+            .retain(|consumer| !consumers.iter().any(|gone| Arc::ptr_eq(gone, consumer)));
     }
 
     /// The last reported lag of each partition of `listener`'s consumers, as `topic-partition`.

@@ -190,12 +190,23 @@ impl ReplyTo {
                 Some(template.send_reply(destination, partition, (key, reply.value), headers))
             })
             .collect();
+        // A reply not in the producer's queue yet is awaited here: the next record's replies
+        // must not overtake it.
+        let queued = sends.iter().all(|(_, queued)| *queued);
         let pending: PendingReplies = match sends.len() {
             0 => return Ok(()),
-            1 => sends.remove(0),
-            _ => Box::pin(join_all(sends).map(|sent| sent.into_iter().collect())),
+            1 => sends.remove(0).0,
+            _ => Box::pin(
+                join_all(sends.into_iter().map(|(sent, _)| sent))
+                    .map(|sent| sent.into_iter().collect()),
+            ),
         };
-        match crate::handling::defer_replies(pending) {
+        let left = if queued {
+            crate::handling::defer_replies(pending)
+        } else {
+            Some(pending)
+        };
+        match left {
             None => Ok(()),
             Some(pending) => pending.await.map_err(not_sent),
         }

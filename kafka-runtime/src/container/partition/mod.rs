@@ -315,7 +315,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.drain_replies();
             }
             let full = self.tracker.in_flight() >= spec.max_in_flight;
-            if handled >= spec.max_poll_records || full || self.hold.is_some() || *stop.borrow() {
+            // A pause (or resume) ends the batch: the loop applies it.
+            let pausing = self.setup.paused.has_changed().unwrap_or(false);
+            if handled >= spec.max_poll_records
+                || full
+                || pausing
+                || self.hold.is_some()
+                || *stop.borrow()
+            {
                 break;
             }
             match stream.next().now_or_never() {
@@ -693,8 +700,14 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             delivery, result, ..
         }) = self.replies.next().await
         {
-            if result.is_ok() {
-                self.acknowledge(delivery);
+            match result {
+                Ok(()) => self.acknowledge(delivery),
+                Err(error) => tracing::warn!(
+                    listener = self.setup.spec.id,
+                    record = %Coordinates(&self.setup.topic, self.setup.partition, delivery.offset),
+                    %error,
+                    "a reply failed while the partition stopped; the record stays uncommitted"
+                ),
             }
         }
     }
@@ -808,9 +821,15 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             .paused
             .borrow_and_update()
             .covers(&self.setup.topic, self.setup.partition);
+        // A hold that sought back keeps the partition paused until its release; a retry in
+        // place never paused it (and ends without a release).
+        let held = self
+            .hold
+            .as_ref()
+            .is_some_and(|hold| hold.redeliver.is_none());
         if paused {
             self.pause(true);
-        } else if self.hold.is_none() {
+        } else if !held {
             self.pause(false);
         }
     }
