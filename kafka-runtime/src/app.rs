@@ -11,6 +11,7 @@ use crate::context::{AppContext, States};
 use crate::control::{Launcher, ListenerHandle, Listeners};
 use crate::embedded::EmbeddedKafka;
 use crate::error::Error;
+use crate::events::ListenerEvents;
 use crate::intercept::RecordInterceptor;
 use crate::lifecycle::{HookResult, Hooks, Stopping};
 use crate::listener::{Invoker, ListenerRegistration};
@@ -83,6 +84,13 @@ impl KafkaApplication {
     /// before theirs.
     pub fn with_interceptor(mut self, interceptor: impl RecordInterceptor) -> Self {
         self.states.intercept(interceptor);
+        self
+    }
+
+    /// Adds callbacks for the listeners' consumers' events: partitions assigned and revoked,
+    /// and idle consumers (with `listener.idle-event-interval`).
+    pub fn with_events(mut self, events: impl ListenerEvents) -> Self {
+        self.states.listen(events);
         self
     }
 
@@ -633,6 +641,7 @@ fn resolve(
         poll_timeout: settings.listener.poll_timeout,
         shutdown_timeout: settings.listener.shutdown_timeout,
         revoke_timeout: settings.listener.revoke_timeout,
+        idle_event_interval: settings.listener.idle_event_interval,
         correlation_header: settings.listener.correlation_header.clone(),
         record_span: settings.listener.record_span,
         errors,

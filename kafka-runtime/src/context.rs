@@ -3,6 +3,7 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use crate::events::ListenerEvents;
 use crate::intercept::RecordInterceptor;
 use crate::template::KafkaTemplate;
 
@@ -13,6 +14,7 @@ pub struct AppContext {
     states: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     template: KafkaTemplate,
     interceptors: Vec<Box<dyn RecordInterceptor>>,
+    events: Vec<Box<dyn ListenerEvents>>,
 }
 
 impl AppContext {
@@ -21,7 +23,13 @@ impl AppContext {
             states: states.values,
             template,
             interceptors: states.interceptors,
+            events: states.events,
         })
+    }
+
+    /// The callbacks for the listeners' consumers' events.
+    pub(crate) fn events(&self) -> &[Box<dyn ListenerEvents>] {
+        &self.events
     }
 
     /// The interceptors around every record handler call, in order.
@@ -45,11 +53,13 @@ impl AppContext {
     }
 }
 
-/// What an application registers before start: values keyed by type, and interceptors.
+/// What an application registers before start: values keyed by type, interceptors and event
+/// callbacks.
 #[derive(Default)]
 pub(crate) struct States {
     values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     interceptors: Vec<Box<dyn RecordInterceptor>>,
+    events: Vec<Box<dyn ListenerEvents>>,
 }
 
 impl States {
@@ -58,6 +68,11 @@ impl States {
         let id = TypeId::of::<T>();
         self.values.retain(|(existing, _)| *existing != id);
         self.values.push((id, Box::new(value)));
+    }
+
+    /// Adds event callbacks after those registered already.
+    pub(crate) fn listen(&mut self, events: impl ListenerEvents) {
+        self.events.push(Box::new(events));
     }
 
     /// Adds an interceptor after those registered already.

@@ -465,6 +465,11 @@ pub struct ListenerSettings {
         with = "values::duration"
     )]
     pub revoke_timeout: Duration,
+    /// `idle-event-interval`: a consumer that handled no record for this long tells the
+    /// application's [`ListenerEvents::idle`](crate::ListenerEvents::idle), and again every
+    /// interval while it stays idle (Spring's `ListenerContainerIdleEvent`; default: none).
+    #[serde(default, deserialize_with = "values::duration::deserialize_option")]
+    pub idle_event_interval: Option<Duration>,
     /// `correlation-header`: the header recorded on each record's tracing span and copied onto
     /// the records its handler sends through the template (default `correlation_id`, the seed's).
     #[serde(default = "ListenerSettings::default_correlation_header")]
@@ -535,6 +540,7 @@ impl Default for ListenerSettings {
             max_in_flight: Self::default_max_in_flight(),
             shutdown_timeout: Self::default_shutdown_timeout(),
             revoke_timeout: Self::default_revoke_timeout(),
+            idle_event_interval: None,
             correlation_header: Self::default_correlation_header(),
             record_span: SpanLevel::default(),
             kind: ListenerType::default(),

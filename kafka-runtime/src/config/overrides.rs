@@ -41,6 +41,7 @@ const ENV_KEYS: &[&str] = &[
     "listener.max-in-flight",
     "listener.shutdown-timeout",
     "listener.revoke-timeout",
+    "listener.idle-event-interval",
     "listener.correlation-header",
     "listener.record-span",
     "listener.type",

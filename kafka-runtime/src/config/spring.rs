@@ -21,7 +21,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("producer.bootstrap-servers", "set kafka.bootstrap-servers"),
     ("producer.security.", "set kafka.security.*"),
     ("producer.ssl.", "set kafka.ssl.*"),
-    ("listener.idle-event-interval", "idle events are not supported yet"),
     ("listener.idle-between-polls", "partitions are read as their records arrive"),
     ("listener.log-container-config", "the container logs its settings at startup"),
     ("listener.missing-topics-fatal", "listener topics are created at startup when missing"),

@@ -35,6 +35,7 @@ use super::partition::{PartitionSetup, PartitionTask, Stopped};
 use super::ListenerSpec;
 use crate::context::AppContext;
 use crate::control::Paused;
+use crate::events::{self, ConsumerEvent, ListenerEvents};
 use crate::management::health::{ConsumerHealth, PartitionProgress};
 use crate::sync::lock;
 
@@ -97,6 +98,8 @@ pub(crate) struct ContainerContext {
     parallel: Arc<tokio::sync::Semaphore>,
     /// What the application paused of the listener.
     paused: watch::Receiver<Paused>,
+    /// When the consumer started, and when it last told the application it is idle.
+    idle: (Instant, Mutex<Option<Instant>>),
 }
 
 impl ContainerContext {
@@ -130,6 +133,7 @@ impl ContainerContext {
             next_owner: AtomicU64::new(1),
             parallel,
             paused,
+            idle: (Instant::now(), Mutex::new(None)),
         })
     }
 
@@ -142,6 +146,69 @@ impl ContainerContext {
     /// The partitions the group gives this consumer, kept up to date.
     pub(crate) fn assignment(&self) -> Assignment {
         self.assigned.clone()
+    }
+
+    /// Which consumer an event to the application is about.
+    fn event(&self) -> ConsumerEvent<'_> {
+        ConsumerEvent {
+            listener: self.spec.id,
+            consumer: &self.name,
+            group: &self.spec.group,
+        }
+    }
+
+    /// Tells the application's event callbacks about `partitions`, with `tell`.
+    fn tell_partitions(
+        &self,
+        partitions: &TopicPartitionList,
+        tell: impl Fn(&dyn ListenerEvents, &ConsumerEvent<'_>, &[(String, i32)]),
+    ) {
+        let events = self.app.events();
+        if events.is_empty() {
+            return;
+        }
+        let list: Vec<(String, i32)> = partitions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let consumer = self.event();
+        events::tell(events, &consumer, |listener| {
+            tell(listener, &consumer, &list)
+        });
+    }
+
+    /// With `idle-event-interval`: tells the application when no partition of the consumer
+    /// handled a record for the interval, and again every interval while that lasts.
+    fn check_idle(&self) {
+        let (Some(interval), events) = (self.spec.idle_event_interval, self.app.events()) else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let (started, told) = &self.idle;
+        let (last, busy) = lock(&self.partitions).running.values().fold(
+            (*started, false),
+            |(last, busy), running| {
+                let (progress, working) = running.progress.last_progress();
+                (last.max(progress), busy || working)
+            },
+        );
+        let now = Instant::now();
+        {
+            let mut told = lock(told);
+            let since = told.map_or(last, |told| told.max(last));
+            if busy || now.saturating_duration_since(since) < interval {
+                return;
+            }
+            *told = Some(now);
+        }
+        let idle_for = now.saturating_duration_since(last);
+        let consumer = self.event();
+        events::tell(events, &consumer, |listener| {
+            listener.idle(&consumer, idle_for)
+        });
     }
 
     fn set_assignment(&self, tpl: &TopicPartitionList, assign: bool) {
@@ -369,6 +436,9 @@ impl ConsumerContext for ContainerContext {
                     .collect();
                 self.stop_partitions(&keys, self.spec.revoke_timeout);
                 tracing::info!(consumer = %self.name, partitions = %names(revoked), "partitions revoked");
+                self.tell_partitions(revoked, |listener, consumer, partitions| {
+                    listener.partitions_revoked(consumer, partitions);
+                });
             }
             Rebalance::Error(error) => {
                 tracing::warn!(consumer = %self.name, %error, "rebalance error");
@@ -405,6 +475,9 @@ impl ConsumerContext for ContainerContext {
                 tracing::debug!(consumer = %self.name, %error, "resume after assignment");
             }
             tracing::info!(consumer = %self.name, partitions = %names(assigned), "partitions assigned");
+            self.tell_partitions(assigned, |listener, consumer, partitions| {
+                listener.partitions_assigned(consumer, partitions);
+            });
         }
     }
 }
@@ -476,6 +549,7 @@ fn serve(consumer: &Arc<ListenerConsumer>, stop: &AtomicBool) -> Vec<String> {
     while !stop.load(Ordering::Acquire) {
         context.health.turned();
         context.supervise();
+        context.check_idle();
         match stream.poll_next_unpin(&mut cx) {
             Poll::Ready(Some(Ok(message))) => context.health.task_failed(format!(
                 "consumer {}: a record of {}-{} reached the main queue; its partition is not consumed",

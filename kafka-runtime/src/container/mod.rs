@@ -67,6 +67,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) shutdown_timeout: Duration,
     /// How long the handlers of revoked partitions may run on before the partitions are given up.
     pub(crate) revoke_timeout: Duration,
+    /// How long a consumer handles nothing before the application hears it is idle.
+    pub(crate) idle_event_interval: Option<Duration>,
     pub(crate) errors: ErrorPolicy,
     /// Non-blocking retries through retry topics, when enabled (then `errors` is not used).
     pub(crate) retry_topics: Option<RetryTopics>,

@@ -249,6 +249,12 @@ impl PartitionProgress {
         }
     }
 
+    /// When it last made progress (or was created), and whether it has work now.
+    pub(crate) fn last_progress(&self) -> (Instant, bool) {
+        let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
+        (self.started + last, self.busy.load(Ordering::Relaxed))
+    }
+
     /// How long the task has had work without progress, if it has work.
     fn stalled_for(&self) -> Option<Duration> {
         if !self.busy.load(Ordering::Relaxed) {
