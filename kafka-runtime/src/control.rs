@@ -61,6 +61,21 @@ pub(crate) type Resolve = Box<
 /// A listener's stop under way: its consumers' join, which every waiter shares.
 type Stopping = Shared<BoxFuture<'static, Vec<String>>>;
 
+/// Where [`ListenerHandle::seek`] moves a partition (Spring's `ConsumerSeekCallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SeekTo {
+    /// This offset.
+    Offset(i64),
+    /// The first offset the partition still has.
+    Beginning,
+    /// The end: only records written from now on.
+    End,
+    /// The first record with a timestamp at or after this one (milliseconds since the epoch);
+    /// the end when there is none.
+    Timestamp(i64),
+}
+
 /// What starting a listener needs, the same for every listener of an application.
 pub(crate) struct Launcher {
     pub(crate) resolve: Resolve,
@@ -249,6 +264,17 @@ impl ListenerHandle {
             paused.partitions.remove(&(topic.to_owned(), partition));
         });
         tracing::info!(listener = self.id(), topic, partition, "partition resumed");
+    }
+
+    /// Moves `topic`-`partition` to `to`, on whichever consumer of the listener has it now:
+    /// the handler in progress finishes, then the partition reads from there (a record handed
+    /// out before and acknowledged later is committed as usual; records skipped forward are
+    /// committed once a record after them is acknowledged). `false` when no consumer of the
+    /// listener has the partition. Not for listeners with `ordering` `key` or `none` (logged).
+    pub fn seek(&self, topic: &str, partition: i32, to: SeekTo) -> bool {
+        lock(&self.listener.container)
+            .as_ref()
+            .is_some_and(|running| running.seek(topic, partition, to))
     }
 
     /// The partitions paused one by one, as (topic, partition).

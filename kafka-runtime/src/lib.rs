@@ -74,7 +74,7 @@ pub use batch::{Batch, BatchAck, BatchRecord};
 pub use cli::{run, run_with};
 pub use config::{AckMode, Config, ConfigError, Ordering};
 pub use context::AppContext;
-pub use control::ListenerHandle;
+pub use control::{ListenerHandle, SeekTo};
 pub use dead_letter::DeadLetter;
 pub use embedded::EmbeddedKafka;
 pub use error::Error;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{http, http_get, unique, Cluster, Recorder, PATIENCE};
 use kafka_runtime::prelude::*;
+use kafka_runtime::SeekTo;
 
 /// How long a test watches for records that must not be handled.
 const QUIET: Duration = Duration::from_millis(1500);
@@ -283,5 +284,56 @@ async fn listeners_are_listed_over_http_and_controlled_only_when_allowed() {
     assert_eq!(listed[0]["state"], "stopped");
     let (status, _) = http(address, "POST", "/listeners/nobody/stop").await;
     assert_eq!(status, 404);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_seeks_back_to_the_beginning_to_the_end_and_to_a_time() {
+    let cluster = Cluster::start();
+    let (topic, group) = (cluster.topic("seeking", 1), unique("seeking"));
+    let seen = Recorder::<String>::default();
+    let app = start(&cluster, "", (&topic, &group), &seen).await;
+    let listener = app
+        .listener("controlled")
+        .expect("the application's listener");
+    produce(&cluster, &topic, 1, &values("s", 6)).await;
+    seen.wait_len(6).await;
+    let tail = |from: usize| seen.snapshot()[from..].to_vec();
+
+    assert!(
+        listener.seek(&topic, 0, SeekTo::Offset(3)),
+        "the partition is assigned"
+    );
+    seen.wait_len(9).await;
+    assert_eq!(tail(6), ["s-3", "s-4", "s-5"]);
+    assert!(listener.seek(&topic, 0, SeekTo::Beginning));
+    seen.wait_len(15).await;
+    assert_eq!(tail(9), values("s", 6));
+    cluster.kit().wait_committed(&group, &topic, PATIENCE).await;
+    assert_eq!(cluster.kit().committed(&group, &topic).await, [Some(6)]);
+
+    assert!(listener.seek(&topic, 0, SeekTo::End));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(seen.len(), 15, "nothing before the end: {:?}", tail(15));
+    assert!(
+        !listener.seek(&topic, 7, SeekTo::End),
+        "no consumer has partition 7"
+    );
+    if cluster.embedded().is_some() {
+        // The mock cluster answers a ListOffsets by time with the end of the partition.
+        app.shutdown().await;
+        return;
+    }
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    produce(&cluster, &topic, 1, &values("t", 2)).await;
+    seen.wait_len(17).await;
+    let at = i64::try_from(before).expect("milliseconds");
+    assert!(listener.seek(&topic, 0, SeekTo::Timestamp(at)));
+    seen.wait_len(19).await;
+    assert_eq!(tail(15), ["t-0", "t-1", "t-0", "t-1"]);
     app.shutdown().await;
 }

@@ -34,7 +34,7 @@ use super::committer::{CommitFn, Committer, TopicPartition};
 use super::partition::{PartitionSetup, PartitionTask, Stopped};
 use super::ListenerSpec;
 use crate::context::AppContext;
-use crate::control::Paused;
+use crate::control::{Paused, SeekTo};
 use crate::events::{self, ConsumerEvent, ListenerEvents};
 use crate::management::health::{ConsumerHealth, PartitionProgress};
 use crate::sync::lock;
@@ -53,6 +53,23 @@ type CommitTarget = Arc<RwLock<Option<Weak<ListenerConsumer>>>>;
 /// The partitions the group gave a consumer, as (topic, partition).
 #[derive(Clone, Default)]
 pub(crate) struct Assignment(Arc<Mutex<Vec<(String, i32)>>>);
+
+/// Where seeks reach the consumer's partition tasks (the application's `ListenerHandle::seek`).
+#[derive(Clone, Default)]
+pub(crate) struct Seeks(
+    Arc<Mutex<HashMap<TopicPartition, tokio::sync::mpsc::UnboundedSender<SeekTo>>>>,
+);
+
+impl Seeks {
+    /// Asks the task of `topic`-`partition` to seek; `false` when the consumer does not have
+    /// the partition.
+    pub(crate) fn send(&self, topic: &str, partition: i32, to: SeekTo) -> bool {
+        let key: TopicPartition = (Arc::from(topic), partition);
+        lock(&self.0)
+            .get(&key)
+            .is_some_and(|task| task.send(to).is_ok())
+    }
+}
 
 impl Assignment {
     /// The assigned partitions, sorted.
@@ -100,6 +117,7 @@ pub(crate) struct ContainerContext {
     paused: watch::Receiver<Paused>,
     /// When the consumer started, and when it last told the application it is idle.
     idle: (Instant, Mutex<Option<Instant>>),
+    seeks: Seeks,
 }
 
 impl ContainerContext {
@@ -134,6 +152,7 @@ impl ContainerContext {
             parallel,
             paused,
             idle: (Instant::now(), Mutex::new(None)),
+            seeks: Seeks::default(),
         })
     }
 
@@ -146,6 +165,11 @@ impl ContainerContext {
     /// The partitions the group gives this consumer, kept up to date.
     pub(crate) fn assignment(&self) -> Assignment {
         self.assigned.clone()
+    }
+
+    /// Where seeks reach this consumer's partitions.
+    pub(crate) fn seeks(&self) -> Seeks {
+        self.seeks.clone()
     }
 
     /// Which consumer an event to the application is about.
@@ -238,6 +262,8 @@ impl ContainerContext {
         let key: TopicPartition = (Arc::from(topic), partition);
         self.committer.own(key.clone(), owner);
         let progress = self.health.partition(topic, partition);
+        let (seek, seeks) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.seeks.0).insert(key.clone(), seek);
         let task = PartitionTask::new(PartitionSetup {
             spec: Arc::clone(&self.spec),
             app: Arc::clone(&self.app),
@@ -249,6 +275,7 @@ impl ContainerContext {
             owner,
             parallel: Arc::clone(&self.parallel),
             paused: self.paused.clone(),
+            seeks,
         });
         let (stop, stopping) = watch::channel(false);
         let stopped = self.stopped.0.clone();
@@ -273,6 +300,12 @@ impl ContainerContext {
     /// acknowledged and forgets the partitions. Returns the records whose handlers were still
     /// running at the timeout (uncommitted: they will be delivered again).
     fn stop_partitions(&self, which: &[TopicPartition], timeout: Duration) -> Vec<String> {
+        {
+            let mut seeks = lock(&self.seeks.0);
+            for key in which {
+                seeks.remove(key);
+            }
+        }
         let stopping: Vec<(TopicPartition, Running)> = {
             let mut partitions = lock(&self.partitions);
             which

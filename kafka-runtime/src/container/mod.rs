@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::{client, AckMode, Format, KafkaSettings, Ordering};
 use crate::context::AppContext;
-use crate::control::Paused;
+use crate::control::{Paused, SeekTo};
 use crate::error::Error;
 use crate::listener::Invoker;
 use crate::management::health::{ConsumerHealth, Health};
@@ -111,13 +111,13 @@ fn start_consumer(
     context: std::io::Result<consumer::ContainerContext>,
     props: &std::collections::BTreeMap<String, String>,
     stopping: &watch::Receiver<bool>,
-) -> Result<(consumer::Assignment, consumer::Ending), Error> {
+) -> Result<(consumer::Assignment, consumer::Seeks, consumer::Ending), Error> {
     let cannot = |what: &str| format!("listener `{}`: cannot {what} {name}", spec.id);
     let context = context.map_err(|error| Error::Listener {
         listener: spec.id.to_owned(),
         message: format!("{}: {error}", cannot("start the commit thread of")),
     })?;
-    let assignment = context.assignment();
+    let (assignment, seeks) = (context.assignment(), context.seeks());
     let created: consumer::ListenerConsumer = client::client_config(props)
         .create_with_context(context)
         .map_err(Error::kafka(cannot("create consumer")))?;
@@ -132,12 +132,17 @@ fn start_consumer(
         listener: spec.id.to_owned(),
         message: format!("{}: {error}", cannot("start the thread of")),
     })?;
-    Ok((assignment, ending))
+    Ok((assignment, seeks, ending))
 }
 
 /// The running consumers of one listener.
 pub(crate) struct ListenerContainer {
-    consumers: Vec<(String, consumer::Assignment, consumer::Ending)>,
+    consumers: Vec<(
+        String,
+        consumer::Assignment,
+        consumer::Seeks,
+        consumer::Ending,
+    )>,
     /// Turned true to stop the consumers (or dropped).
     stop: watch::Sender<bool>,
     /// What its consumers report to `/health`.
@@ -180,7 +185,9 @@ impl ListenerContainer {
                 (reporting, paused.clone()),
             );
             match start_consumer(&spec, &name, context, &props, &stopping) {
-                Ok((assignment, ending)) => container.consumers.push((name, assignment, ending)),
+                Ok((assignment, seeks, ending)) => {
+                    container.consumers.push((name, assignment, seeks, ending));
+                }
                 Err(error) => {
                     health.forget(&container.health);
                     return Err(error);
@@ -188,6 +195,13 @@ impl ListenerContainer {
             }
         }
         Ok(container)
+    }
+
+    /// Asks whichever consumer has `topic`-`partition` to seek it; `false` when none has it.
+    pub(crate) fn seek(&self, topic: &str, partition: i32, to: SeekTo) -> bool {
+        self.consumers
+            .iter()
+            .any(|(_, _, seeks, _)| seeks.send(topic, partition, to))
     }
 
     /// The health reports of its consumers.
@@ -204,7 +218,7 @@ impl ListenerContainer {
     pub(crate) fn assignments(&self) -> Vec<(String, Vec<(String, i32)>)> {
         self.consumers
             .iter()
-            .map(|(name, assignment, _)| (name.clone(), assignment.get()))
+            .map(|(name, assignment, _, _)| (name.clone(), assignment.get()))
             .collect()
     }
 
@@ -212,7 +226,7 @@ impl ListenerContainer {
     /// the records abandoned at the shutdown timeout.
     pub(crate) async fn join(self) -> Vec<String> {
         let mut abandoned = Vec::new();
-        for (name, _, ending) in self.consumers {
+        for (name, _, _, ending) in self.consumers {
             match ending.abandoned.await {
                 Ok(records) => abandoned.extend(records),
                 Err(_) => tracing::error!(consumer = %name, "listener consumer thread failed"),

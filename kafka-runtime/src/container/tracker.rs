@@ -129,6 +129,18 @@ impl OffsetTracker {
         }
     }
 
+    /// The lowest offset a newly read record may have, once one was read (or a seek set it).
+    pub(crate) fn position(&self) -> Option<i64> {
+        self.position
+    }
+
+    /// Reads on from `offset`, past the position: the records in between are never handed out,
+    /// and those tracked stay until acknowledged (so the committable offset passes the gap only
+    /// once a record from `offset` on is acknowledged).
+    pub(crate) fn skip_to(&mut self, offset: i64) {
+        self.position = Some(offset);
+    }
+
     /// Forgets `offset` and every record after it (they will be read again from `offset`) and
     /// starts a new delivery epoch.
     pub(crate) fn rewind(&mut self, offset: i64) {
@@ -162,6 +174,32 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seek_forward_skips_the_gap_only_once_a_record_after_it_is_acknowledged() {
+        let (mut tracker, deliveries) = tracked(0..3);
+        tracker.skip_to(10);
+        assert_eq!(
+            tracker.track(5),
+            None,
+            "a record from before the seek is stale"
+        );
+        let after = tracker.track(10).expect("the seek's position");
+        assert!(tracker.ack(deliveries[0]) && tracker.ack(deliveries[1]));
+        assert_eq!(
+            tracker.committable(),
+            Some(2),
+            "record 2 is still in flight"
+        );
+        assert!(tracker.ack(deliveries[2]));
+        assert_eq!(
+            tracker.committable(),
+            Some(3),
+            "nothing after the gap acknowledged yet"
+        );
+        assert!(tracker.ack(after));
+        assert_eq!(tracker.committable(), Some(11));
+    }
 
     #[test]
     fn a_retry_in_place_is_a_new_delivery() {

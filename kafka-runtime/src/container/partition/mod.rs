@@ -11,6 +11,7 @@
 
 mod batch;
 mod parallel;
+mod seek;
 mod transactional;
 
 use std::future::Future;
@@ -38,7 +39,7 @@ use super::ListenerSpec;
 use crate::ack::Ack;
 use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
-use crate::control::Paused;
+use crate::control::{Paused, SeekTo};
 use crate::extract::RecordContext;
 use crate::handling::{AckEvent, AckKind, DeliveredBy, PendingReplies};
 use crate::listener::{HandlerError, Invocation, Invoker};
@@ -67,6 +68,8 @@ pub(crate) struct PartitionSetup<C: ConsumerContext + 'static> {
     pub(crate) parallel: Arc<tokio::sync::Semaphore>,
     /// What the application paused of the listener: this partition reads nothing while covered.
     pub(crate) paused: watch::Receiver<Paused>,
+    /// Seeks the application asks for.
+    pub(crate) seeks: mpsc::UnboundedReceiver<SeekTo>,
 }
 
 /// A partition task's last word when asked to stop.
@@ -237,6 +240,10 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 biased;
                 changed = stop.changed() => if changed.is_err() { break },
                 Ok(()) = self.setup.paused.changed() => self.apply_pause(),
+                Some(to) = self.setup.seeks.recv() => {
+                    self.seek_to(to).await;
+                    held = None;
+                }
                 Some(event) = self.acks.recv() => {
                     self.on_ack(event, None);
                     self.drain_acks(None);

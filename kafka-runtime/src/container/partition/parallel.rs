@@ -129,6 +129,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 biased;
                 changed = stop.changed(), if !stopping => closed = changed.is_err(),
                 Ok(()) = self.setup.paused.changed(), if !stopping => self.apply_pause(),
+                Some(to) = self.setup.seeks.recv(), if !stopping => self.refuse_seek(to),
                 Some(event) = self.acks.recv() => self.on_parallel_ack(event, &mut lanes),
                 Ok(permit) = Arc::clone(&slots).acquire_owned(), if waiting => {
                     lanes.spare = Some(permit);
