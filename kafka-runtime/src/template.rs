@@ -622,12 +622,7 @@ impl Encoded {
         let producer = match &self.template.sink {
             Sink::Kafka { producer, .. } => producer,
             #[cfg(feature = "test-util")]
-            Sink::Recording(_) => {
-                return (
-                    Box::pin(async move { self.deliver().await.map(|_| ()) }),
-                    false,
-                )
-            }
+            Sink::Recording(_) => return (self.delivered_when_polled(), false),
         };
         let started = std::time::Instant::now();
         match producer
@@ -641,26 +636,16 @@ impl Encoded {
                         Ok(Err((source, _))) => Err(source),
                         Err(_) => Err(KafkaError::Canceled),
                     };
-                    let elapsed = started.elapsed();
-                    crate::management::metrics::send(&self.topic, elapsed, delivered.is_ok());
-                    delivered.map_err(|source| SendError::Delivery {
-                        topic: self.topic.to_string(),
-                        source,
-                    })
+                    measured(&self.topic, started, delivered)
                 };
                 (Box::pin(delivered), true)
             }
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => (
-                Box::pin(async move { self.deliver().await.map(|_| ()) }),
-                false,
-            ),
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                (self.delivered_when_polled(), false)
+            }
             Err(source) => {
-                crate::management::metrics::send(&self.topic, started.elapsed(), false);
-                let topic = self.topic.to_string();
-                (
-                    Box::pin(async move { Err(SendError::Delivery { topic, source }) }),
-                    true,
-                )
+                let refused = measured(&self.topic, started, Err(source));
+                (Box::pin(std::future::ready(refused)), true)
             }
         }
     }
@@ -690,18 +675,19 @@ impl Encoded {
         };
         let started = std::time::Instant::now();
         let delivered = producer.send(self.record(), Timeout::Never).await;
-        crate::management::metrics::send(&self.topic, started.elapsed(), delivered.is_ok());
-        match delivered {
-            Ok(delivery) => Ok(SendResult {
+        let delivered = delivered
+            .map(|delivery| SendResult {
                 topic: self.topic.to_string(),
                 partition: delivery.partition,
                 offset: delivery.offset,
-            }),
-            Err((source, _)) => Err(SendError::Delivery {
-                topic: self.topic.to_string(),
-                source,
-            }),
-        }
+            })
+            .map_err(|(source, _)| source);
+        measured(&self.topic, started, delivered)
+    }
+
+    /// Delivers the record when the future it gives is polled (waiting for room in the queue).
+    fn delivered_when_polled(self) -> BoxFuture<'static, Result<(), SendError>> {
+        Box::pin(async move { self.deliver().await.map(|_| ()) })
     }
 
     fn record(&self) -> FutureRecord<'_, [u8], [u8]> {
@@ -732,6 +718,19 @@ impl Encoded {
         }
         record
     }
+}
+
+/// How a send to `topic` begun at `started` ended, measured; a failure as the template's error.
+fn measured<T>(
+    topic: &str,
+    started: std::time::Instant,
+    result: Result<T, KafkaError>,
+) -> Result<T, SendError> {
+    crate::management::metrics::send(topic, started.elapsed(), result.is_ok());
+    result.map_err(|source| SendError::Delivery {
+        topic: topic.to_owned(),
+        source,
+    })
 }
 
 /// Keeps `record` in a recording template; its offset is its place among those kept.

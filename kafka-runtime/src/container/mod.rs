@@ -93,6 +93,16 @@ impl ListenerSpec {
             && matches!(self.invoke, Invoker::Record(_))
     }
 
+    /// Whether a delivery that failed with `error`, the `attempt`th, is retried in place (after
+    /// the back-off) rather than handed to the recoverer.
+    pub(crate) fn retries_in_place(
+        &self,
+        error: &crate::listener::HandlerError,
+        attempt: u32,
+    ) -> bool {
+        self.retry_topics.is_none() && error.is_retryable() && attempt < self.errors.max_attempts
+    }
+
     /// When the committer commits: the ack mode and its counts.
     pub(crate) fn commit_schedule(&self) -> committer::Schedule {
         committer::Schedule {

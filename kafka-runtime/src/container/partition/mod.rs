@@ -493,10 +493,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             );
             return;
         }
-        let retry_in_place = spec.retry_topics.is_none()
-            && error.is_retryable()
-            && attempt < spec.errors.max_attempts;
-        if !retry_in_place {
+        if !spec.retries_in_place(&error, attempt) {
             return self
                 .recover(&record.to_record(), delivery, error, attempt, 0)
                 .await;
@@ -673,9 +670,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         };
         self.metrics.failed.increment(1);
         let spec = &self.setup.spec;
-        let retry = spec.retry_topics.is_none()
-            && error.is_retryable()
-            && attempt < spec.errors.max_attempts;
+        let retry = spec.retries_in_place(&error, attempt);
         let delay = if retry {
             spec.errors.delay(attempt)
         } else {
