@@ -5,8 +5,9 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
-const KEYS: &str = "`topics`, `group`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `batch`, \
-                    `ordering`, `send_to`, `filter`";
+const KEYS: &str = "`topics`, `topic_pattern`, `partitions`, `initial_offset`, `group`, `id`, \
+                    `concurrency`, `ack_mode`, `auto_startup`, `batch`, `ordering`, `send_to`, \
+                    `filter`";
 
 /// The ordering modes, as the runtime's `Ordering` variants.
 const ORDERINGS: &[(&str, &str)] = &[("partition", "Partition"), ("key", "Key"), ("none", "None")];
@@ -25,6 +26,12 @@ const ACK_MODES: &[(&str, &str)] = &[
 /// The parsed attribute.
 pub(crate) struct ListenerArgs {
     pub(crate) topics: Vec<LitStr>,
+    /// The pattern of the topics to consume, instead of `topics`.
+    pub(crate) topic_pattern: Option<LitStr>,
+    /// Explicit partitions of `topics`, instead of the group's assignment.
+    pub(crate) partitions: Option<LitStr>,
+    /// Where explicit partitions start.
+    pub(crate) initial_offset: Option<LitStr>,
     pub(crate) group: Option<LitStr>,
     pub(crate) id: Option<LitStr>,
     pub(crate) concurrency: Option<LitInt>,
@@ -63,6 +70,9 @@ impl Parse for ListenerArgs {
         let args = Punctuated::<Arg, Token![,]>::parse_terminated(input)?;
         let mut parsed = ListenerArgs {
             topics: Vec::new(),
+            topic_pattern: None,
+            partitions: None,
+            initial_offset: None,
             group: None,
             id: None,
             concurrency: None,
@@ -90,6 +100,11 @@ impl Parse for ListenerArgs {
             }
             match name.as_str() {
                 "topics" => parsed.topics = topics(&value)?,
+                "topic_pattern" => {
+                    parsed.topic_pattern = Some(non_empty(string(&value, "topic_pattern")?)?);
+                }
+                "partitions" => parsed.partitions = Some(partitions(&value)?),
+                "initial_offset" => parsed.initial_offset = Some(initial_offset(&value)?),
                 "group" => parsed.group = Some(non_empty(string(&value, "group")?)?),
                 "id" => parsed.id = Some(non_empty(string(&value, "id")?)?),
                 "concurrency" => parsed.concurrency = Some(concurrency(&value)?),
@@ -107,13 +122,36 @@ impl Parse for ListenerArgs {
                 }
             }
         }
-        if parsed.topics.is_empty() {
-            return Err(syn::Error::new(
-                Span::call_site(),
-                "missing `topics`: name the topic(s) to consume, e.g. #[kafka_listener(topics = \"user-events\")]",
-            ));
-        }
+        parsed.check_positions()?;
         Ok(parsed)
+    }
+}
+
+impl ListenerArgs {
+    /// `topics` or `topic_pattern`, one of them; `partitions` of `topics`; `initial_offset` of
+    /// `partitions`.
+    fn check_positions(&self) -> syn::Result<()> {
+        match (&self.topic_pattern, self.topics.is_empty()) {
+            (None, true) => Err(syn::Error::new(
+                Span::call_site(),
+                "missing `topics`: name the topic(s) to consume, e.g. #[kafka_listener(topics = \"user-events\")], or a `topic_pattern`",
+            )),
+            (Some(pattern), false) => Err(syn::Error::new(
+                pattern.span(),
+                "`topic_pattern` replaces `topics`: keep one of them",
+            )),
+            (Some(_), true) if self.partitions.is_some() => Err(syn::Error::new(
+                self.partitions.as_ref().map_or_else(Span::call_site, LitStr::span),
+                "`partitions` names partitions of `topics`, not of a `topic_pattern`",
+            )),
+            _ => match (&self.initial_offset, &self.partitions) {
+                (Some(initial), None) => Err(syn::Error::new(
+                    initial.span(),
+                    "`initial_offset` is for explicit `partitions`; a group's partitions start at its committed offsets",
+                )),
+                _ => Ok(()),
+            },
+        }
     }
 }
 
@@ -189,6 +227,44 @@ fn topics(value: &Expr) -> syn::Result<Vec<LitStr>> {
         ));
     }
     Ok(list)
+}
+
+/// Partition numbers and ranges, `"0, 2, 4-6"` (checked again at startup, where a placeholder is
+/// resolved).
+fn partitions(value: &Expr) -> syn::Result<LitStr> {
+    let text = non_empty(string(value, "partitions")?)?;
+    let valid = |part: &str| {
+        let number = |n: &str| !n.trim().is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit());
+        match part.split_once('-') {
+            Some((first, last)) => number(first) && number(last),
+            None => number(part),
+        }
+    };
+    if text.value().contains("${") || text.value().split(',').all(valid) {
+        return Ok(text);
+    }
+    Err(syn::Error::new(
+        text.span(),
+        "`partitions` takes partition numbers and ranges, e.g. \"0, 2, 4-6\"",
+    ))
+}
+
+/// `earliest`, `latest`, an offset, a negative offset (from the end) or `timestamp:<millis>`.
+fn initial_offset(value: &Expr) -> syn::Result<LitStr> {
+    let text = non_empty(string(value, "initial_offset")?)?;
+    let wanted = text.value().trim().to_ascii_lowercase();
+    let millis = wanted.strip_prefix("timestamp:").map(str::trim);
+    let valid = ["earliest", "beginning", "latest", "end"].contains(&wanted.as_str())
+        || wanted.contains("${")
+        || wanted.parse::<i64>().is_ok()
+        || millis.is_some_and(|m| m.parse::<u64>().is_ok());
+    if valid {
+        return Ok(text);
+    }
+    Err(syn::Error::new(
+        text.span(),
+        "`initial_offset` takes `earliest`, `latest`, an offset (`42`), an offset from the end (`-10`) or `timestamp:<epoch millis>`",
+    ))
 }
 
 fn concurrency(value: &Expr) -> syn::Result<LitInt> {

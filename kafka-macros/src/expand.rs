@@ -128,6 +128,9 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     };
     let topics = &args.topics;
     let group = option(args.group.as_ref().map(|g| quote!(#g)));
+    let topic_pattern = option(args.topic_pattern.as_ref().map(|p| quote!(#p)));
+    let partitions = option(args.partitions.as_ref().map(|p| quote!(#p)));
+    let initial_offset = option(args.initial_offset.as_ref().map(|o| quote!(#o)));
     let concurrency = option(args.concurrency.as_ref().map(|c| quote!(#c)));
     let ack_mode = option(
         args.ack_mode
@@ -186,6 +189,9 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                     id: #id,
                     function: ::core::concat!(::core::module_path!(), "::", #name_str),
                     topics: &[#(#topics),*],
+                    topic_pattern: #topic_pattern,
+                    partitions: #partitions,
+                    initial_offset: #initial_offset,
                     group: #group,
                     concurrency: #concurrency,
                     ack_mode: #ack_mode,

@@ -17,11 +17,16 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
-/// Keys: `topics` (a string or a list of strings, required), `group`, `id` (default: the
-/// function's name), `concurrency`, `ack_mode` (`record`, `batch`, `time`, `count`, `count_time`,
-/// `manual`, `manual_immediate`), `auto_startup` (default `true`), `batch` (default: whether an
-/// argument is a `Batch<T>` or a `BatchAck`), `ordering` (`partition`, `key`, `none`),
-/// `send_to` (the topic the handler's return value is sent to; see `kafka_runtime::reply`).
+/// Keys: `topics` (a string or a list of strings) or `topic_pattern` (a regular expression the
+/// whole topic name matches; topics created later are picked up at the next metadata refresh),
+/// `group`, `id` (default: the function's name), `concurrency`, `ack_mode` (`record`, `batch`,
+/// `time`, `count`, `count_time`, `manual`, `manual_immediate`), `auto_startup` (default
+/// `true`), `batch` (default: whether an argument is a `Batch<T>` or a `BatchAck`), `ordering`
+/// (`partition`, `key`, `none`), `send_to` (the topic the handler's return value is sent to; see
+/// `kafka_runtime::reply`), `filter` (a `fn(&RecordContext<'_>) -> bool`; `true` discards the
+/// record), `partitions` (`"0, 2, 4-6"`: these partitions of `topics` are assigned, without the
+/// group's rebalancing) and `initial_offset` (where they start: `earliest`, `latest`, `42`, `-10`
+/// from the end, `timestamp:<epoch millis>`; default: the group's committed offset).
 ///
 /// Every argument must implement `kafka_runtime::extract::FromRecord`, or for a batch listener
 /// `kafka_runtime::batch::FromBatch`; the function stays callable as written.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, ListenerType, Ordering};
-use crate::container::{DeadLetterPublisher, ErrorPolicy, ListenerSpec, RetryTopics};
+use crate::container::{
+    DeadLetterPublisher, ErrorPolicy, ExplicitPartitions, ListenerSpec, RetryTopics,
+};
 use crate::context::{AppContext, States};
 use crate::control::{Launcher, ListenerHandle, Listeners};
 use crate::embedded::EmbeddedKafka;
@@ -14,7 +16,7 @@ use crate::error::Error;
 use crate::events::ListenerEvents;
 use crate::intercept::RecordInterceptor;
 use crate::lifecycle::{HookResult, Hooks, Stopping};
-use crate::listener::{Invoker, ListenerRegistration};
+use crate::listener::{Invoker, ListenerDeclaration, ListenerRegistration};
 use crate::management::health::Health;
 use crate::management::Management;
 use crate::placeholder;
@@ -180,8 +182,13 @@ impl KafkaApplication {
                     .as_ref()
                     .map(|topic| format!("\n  replies: to `{topic}`"))
                     .unwrap_or_default();
+                let explicit = spec
+                    .explicit
+                    .as_ref()
+                    .map(|explicit| format!(" ({explicit})"))
+                    .unwrap_or_default();
                 Ok(format!(
-                    "listener {}: topics {:?}, group {}, concurrency {}, ack-mode {}{errors}{replies}",
+                    "listener {}: topics {:?}{explicit}, group {}, concurrency {}, ack-mode {}{errors}{replies}",
                     spec.id, spec.topics, spec.group, spec.concurrency, spec.ack_mode
                 ))
             })
@@ -483,14 +490,32 @@ fn resolve(
     let placeholders = |text: &str| placeholder::resolve(text, properties).map_err(listener_error);
     // `kafka.listeners."<id>".*` overrides the attribute, which overrides `kafka.listener.*`.
     let own = settings.listeners.get(registration.id);
-    let topics = match own.and_then(|own| own.topics.as_deref()) {
-        Some(topics) => topics.iter().map(|topic| placeholders(topic)).collect(),
-        None => registration
-            .topics
-            .iter()
-            .map(|topic| placeholders(topic))
-            .collect::<Result<Vec<_>, _>>(),
-    }?;
+    let (topics, pattern) = match (
+        own.and_then(|own| own.topics.as_deref()),
+        own.and_then(|own| own.topic_pattern.as_deref()),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(listener_error(format!(
+                "kafka.listeners.\"{}\" sets both `topics` and `topic-pattern`; keep one",
+                registration.id
+            )))
+        }
+        (Some(topics), None) => (
+            topics.iter().map(|topic| placeholders(topic)).collect(),
+            None,
+        ),
+        (None, Some(pattern)) => (Ok(Vec::new()), Some(placeholders(pattern)?)),
+        (None, None) => (
+            registration
+                .topics
+                .iter()
+                .map(|topic| placeholders(topic))
+                .collect::<Result<Vec<_>, _>>(),
+            registration.topic_pattern.map(placeholders).transpose()?,
+        ),
+    };
+    let topics = topics?;
+    let explicit = explicit_partitions(registration, own, &placeholders)?;
     let group = own
         .and_then(|own| own.group.as_deref())
         .or(registration.group)
@@ -604,13 +629,28 @@ fn resolve(
             )));
         }
     }
+    let positioned = match (&pattern, &explicit) {
+        (Some(_), Some(_)) => Some("`partitions` name partitions of `topics`, not of a pattern"),
+        (Some(_), None) if retry_topics.is_some() => {
+            Some("retry topics are not derived from a `topic_pattern`; name the topics")
+        }
+        (None, Some(_)) if retry_topics.is_some() => {
+            Some("retry topics are consumed by the group; explicit `partitions` are not")
+        }
+        _ => None,
+    };
+    if let Some(refused) = positioned {
+        return Err(listener_error(refused.to_owned()));
+    }
     let republishes = retry_topics.is_some() || errors.recoverer.dead_letter_topic("").is_some();
     let dead_letter =
         republishes.then(|| DeadLetterPublisher::new(app.template().clone(), group.clone()));
     let main_topics = topics.clone();
-    let topics = match &retry_topics {
-        None => topics,
-        Some(retry) => main_topics
+    let topics = match (&retry_topics, pattern) {
+        // The whole name matches, as with Java's `Pattern.matches`.
+        (_, Some(pattern)) => vec![format!("^({pattern})$")],
+        (None, None) => topics,
+        (Some(retry), None) => main_topics
             .iter()
             .flat_map(|main| std::iter::once(main.clone()).chain(retry.retry_topics(main)))
             .collect(),
@@ -618,6 +658,7 @@ fn resolve(
     Ok(Arc::new(ListenerSpec {
         id: registration.id,
         topics,
+        explicit,
         group,
         send_to: send_to.map(Arc::from),
         filter: registration.filter,
@@ -652,6 +693,58 @@ fn resolve(
     }))
 }
 
+/// The listener's explicit partitions and their initial offset: `kafka.listeners."<id>".*`
+/// overriding the attribute. Errors name the key that holds the wrong value.
+fn explicit_partitions(
+    registration: &ListenerDeclaration,
+    own: Option<&crate::config::ListenerOverrides>,
+    placeholders: &dyn Fn(&str) -> Result<String, Error>,
+) -> Result<Option<ExplicitPartitions>, Error> {
+    let id = registration.id;
+    let error = |key: &str, message: String| Error::Listener {
+        listener: id.to_owned(),
+        message: format!("{key}: {message}"),
+    };
+    // (where the value comes from, the value)
+    let value = |key: &str, configured: Option<&String>, declared: Option<&'static str>| {
+        let text = configured.map(String::as_str).or(declared);
+        let source = match configured {
+            Some(_) => format!("kafka.listeners.\"{id}\".{key}"),
+            None => format!("the attribute's `{}`", key.replace('-', "_")),
+        };
+        text.map(|text| Ok::<_, Error>((placeholders(text)?, source)))
+            .transpose()
+    };
+    let partitions = value(
+        "partitions",
+        own.and_then(|own| own.partitions.as_ref()),
+        registration.partitions,
+    )?;
+    let initial = value(
+        "initial-offset",
+        own.and_then(|own| own.initial_offset.as_ref()),
+        registration.initial_offset,
+    )?;
+    let initial =
+        match (&partitions, initial) {
+            (_, None) => None,
+            (None, Some((_, source))) => return Err(error(
+                &source,
+                "an initial offset is for explicit `partitions`; a group's partitions start at \
+                 its committed offsets (else consumer.auto-offset-reset)"
+                    .to_owned(),
+            )),
+            (Some(_), Some((text, source))) => {
+                Some(text.parse().map_err(|message| error(&source, message))?)
+            }
+        };
+    partitions
+        .map(|(text, source)| {
+            ExplicitPartitions::parse(&text, initial).map_err(|message| error(&source, message))
+        })
+        .transpose()
+}
+
 async fn create_embedded_topics(
     embedded: &EmbeddedKafka,
     settings: &crate::config::KafkaSettings,
@@ -667,8 +760,12 @@ async fn create_embedded_topics(
                 .any(|declared| declared.name == **topic)
         });
         for topic in undeclared {
+            let named = spec.explicit.as_ref().and_then(|explicit| {
+                let last = explicit.partitions.last()?;
+                u32::try_from(*last).ok().map(|last| last.saturating_add(1))
+            });
             let count = partitions.entry(topic).or_insert(EMBEDDED_PARTITIONS);
-            *count = (*count).max(spec.concurrency);
+            *count = (*count).max(spec.concurrency).max(named.unwrap_or(0));
         }
         // Where its replies go, so that the first reply does not wait for a topic.
         if let Some(send_to) = &spec.send_to {

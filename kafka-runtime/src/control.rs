@@ -413,7 +413,9 @@ impl ListenerHandle {
             ),
             None => (
                 json!(declared.group),
-                json!(declared.topics),
+                json!(declared
+                    .topic_pattern
+                    .map_or_else(|| declared.topics.to_vec(), |pattern| vec![pattern])),
                 json!(declared.concurrency),
             ),
         };

@@ -47,6 +47,12 @@ pub struct ListenerDeclaration {
     pub id: &'static str,
     pub function: &'static str,
     pub topics: &'static [&'static str],
+    /// The topic pattern, instead of `topics` (may hold `${}` placeholders).
+    pub topic_pattern: Option<&'static str>,
+    /// Explicit partitions of `topics` (`"0, 2, 4-6"`), instead of the group's assignment.
+    pub partitions: Option<&'static str>,
+    /// Where explicit partitions start (`earliest`, `latest`, `42`, `-10`, `timestamp:<ms>`).
+    pub initial_offset: Option<&'static str>,
     pub group: Option<&'static str>,
     pub concurrency: Option<u32>,
     pub ack_mode: Option<AckMode>,
@@ -95,9 +101,14 @@ impl ListenerRegistration {
         self.declared.id
     }
 
-    /// The topics it consumes.
+    /// The topics it consumes (none when it consumes a `topic_pattern`).
     pub fn topics(&self) -> &'static [&'static str] {
         self.declared.topics
+    }
+
+    /// The pattern of the topics it consumes, when it has one instead of `topics`.
+    pub fn topic_pattern(&self) -> Option<&'static str> {
+        self.declared.topic_pattern
     }
 
     /// Every listener linked into this binary.

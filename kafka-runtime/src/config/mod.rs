@@ -249,6 +249,18 @@ pub struct ListenerOverrides {
     /// Overrides the attribute's `topics` (placeholders allowed).
     #[serde(default)]
     pub topics: Option<Vec<String>>,
+    /// Overrides the attribute's `topic_pattern` (placeholders allowed): the listener consumes
+    /// every topic whose whole name matches.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// Overrides the attribute's `partitions` (`"0, 2, 4-6"`): the listener is assigned these
+    /// partitions of its topics instead of joining the group's rebalancing.
+    #[serde(default)]
+    pub partitions: Option<String>,
+    /// Overrides the attribute's `initial_offset`: where explicit partitions start (`earliest`,
+    /// `latest`, `42`, `-10` from the end, `timestamp:<epoch millis>`).
+    #[serde(default)]
+    pub initial_offset: Option<String>,
     /// Overrides the attribute's `group` (placeholders allowed).
     #[serde(default)]
     pub group: Option<String>,

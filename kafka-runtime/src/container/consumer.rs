@@ -30,6 +30,7 @@ use rdkafka::ClientContext;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::assignment::ExplicitPartitions;
 use super::committer::{CommitFn, Committer, TopicPartition};
 use super::partition::{PartitionSetup, PartitionTask, Stopped};
 use super::ListenerSpec;
@@ -393,6 +394,70 @@ impl ContainerContext {
         }
     }
 
+    /// Takes `assigned` up once librdkafka assigned it: shown in `/listeners` and `/health`,
+    /// paused or resumed as the application wants, told to the application's callbacks.
+    fn assigned<C: Consumer<Self>>(&self, consumer: &C, assigned: &TopicPartitionList) {
+        self.set_assignment(assigned, true);
+        self.health.joined();
+        // A partition paused under a previous assignment must not stay paused under this one,
+        // unless the application paused it: then it is paused (again) now that it is
+        // assigned, so that nothing is fetched for it.
+        let (mut resumed, mut held) = (TopicPartitionList::new(), TopicPartitionList::new());
+        {
+            let paused = self.paused.borrow();
+            for element in assigned.elements() {
+                let list = if paused.covers(element.topic(), element.partition()) {
+                    &mut held
+                } else {
+                    &mut resumed
+                };
+                list.add_partition(element.topic(), element.partition());
+            }
+        }
+        let resumed = consumer.resume(&resumed);
+        let held = if held.count() > 0 {
+            consumer.pause(&held)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = resumed.and(held) {
+            tracing::debug!(consumer = %self.name, %error, "resume after assignment");
+        }
+        tracing::info!(consumer = %self.name, partitions = %names(assigned), "partitions assigned");
+        self.tell_partitions(assigned, |listener, consumer, partitions| {
+            listener.partitions_assigned(consumer, partitions);
+        });
+    }
+
+    /// Assigns the listener's explicit partitions of this consumer (`share`), each at its
+    /// initial offset, starting their tasks first.
+    fn assign_explicitly(
+        &self,
+        consumer: &ListenerConsumer,
+        explicit: &ExplicitPartitions,
+        share: &[(String, i32)],
+    ) {
+        let (positions, error) = explicit.positions(consumer, share);
+        if let Some(error) = error {
+            tracing::error!(
+                consumer = %self.name, %error,
+                "cannot look up the initial offsets of {explicit}; reading from the committed offsets"
+            );
+        }
+        for (topic, partition) in share {
+            self.start_partition(topic, *partition);
+        }
+        if let Err(error) = consumer.assign(&positions) {
+            self.health.task_failed(format!(
+                "consumer {}: cannot assign {}: {error}",
+                self.name,
+                names(&positions)
+            ));
+            return;
+        }
+        self.assigned(consumer, &positions);
+    }
+
     /// Fails liveness for every task that ended without being asked to.
     fn supervise(&self) {
         let mut partitions = lock(&self.partitions);
@@ -481,36 +546,7 @@ impl ConsumerContext for ContainerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
-            self.set_assignment(assigned, true);
-            self.health.joined();
-            // A partition paused under a previous assignment must not stay paused under this one,
-            // unless the application paused it: then it is paused (again) now that it is
-            // assigned, so that nothing is fetched for it.
-            let (mut resumed, mut held) = (TopicPartitionList::new(), TopicPartitionList::new());
-            {
-                let paused = self.paused.borrow();
-                for element in assigned.elements() {
-                    let list = if paused.covers(element.topic(), element.partition()) {
-                        &mut held
-                    } else {
-                        &mut resumed
-                    };
-                    list.add_partition(element.topic(), element.partition());
-                }
-            }
-            let resumed = consumer.resume(&resumed);
-            let held = if held.count() > 0 {
-                consumer.pause(&held)
-            } else {
-                Ok(())
-            };
-            if let Err(error) = resumed.and(held) {
-                tracing::debug!(consumer = %self.name, %error, "resume after assignment");
-            }
-            tracing::info!(consumer = %self.name, partitions = %names(assigned), "partitions assigned");
-            self.tell_partitions(assigned, |listener, consumer, partitions| {
-                listener.partitions_assigned(consumer, partitions);
-            });
+            self.assigned(consumer, assigned);
         }
     }
 }
@@ -533,8 +569,10 @@ pub(crate) struct Ending {
 }
 
 /// Starts the thread of `consumer`; it runs until `shutdown` turns true (or its sender goes).
+/// With explicit partitions, it assigns this consumer's `share` of them first.
 pub(crate) fn start(
     consumer: Arc<ListenerConsumer>,
+    share: Option<Vec<(String, i32)>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Ending> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -546,7 +584,7 @@ pub(crate) fn start(
         std::thread::Builder::new()
             .name(format!("kafka-consumer-{name}"))
             .spawn(move || {
-                let report = serve(&consumer, &stop);
+                let report = serve(&consumer, share.as_deref(), &stop);
                 let _ = abandoned.send(report);
                 close(consumer);
                 let _ = closed.send(());
@@ -574,8 +612,15 @@ impl Wake for ThreadWaker {
 }
 
 /// Serves the main queue until `stop`, then stops every partition; the abandoned records.
-fn serve(consumer: &Arc<ListenerConsumer>, stop: &AtomicBool) -> Vec<String> {
+fn serve(
+    consumer: &Arc<ListenerConsumer>,
+    share: Option<&[(String, i32)]>,
+    stop: &AtomicBool,
+) -> Vec<String> {
     let context = consumer.context();
+    if let (Some(explicit), Some(share)) = (&context.spec.explicit, share) {
+        context.assign_explicitly(consumer, explicit, share);
+    }
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     let mut stream = consumer.stream();

@@ -6,6 +6,7 @@
 //! consumer, each partition has its own worker task: records of one partition reach the handler
 //! in offset order, and a slow partition does not stall the others.
 
+mod assignment;
 mod committer;
 mod consumer;
 mod delivery;
@@ -14,6 +15,7 @@ mod partition;
 mod retry_topics;
 mod tracker;
 
+pub(crate) use assignment::ExplicitPartitions;
 pub(crate) use delivery::RECORD_SPAN_TARGET;
 #[cfg(feature = "test-util")]
 pub(crate) use delivery::{deliver_once, Outcome};
@@ -39,7 +41,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A listener with its configuration resolved: what every consumer of its container needs.
 pub(crate) struct ListenerSpec {
     pub(crate) id: &'static str,
+    /// What its consumers subscribe to: topics, or one `^(...)$` pattern (`topic_pattern`).
     pub(crate) topics: Vec<String>,
+    /// Partitions it names (`partitions`): assigned to its consumers, not subscribed.
+    pub(crate) explicit: Option<ExplicitPartitions>,
     pub(crate) group: String,
     /// Where the handler's replies go when the request names no topic (`send_to`).
     pub(crate) send_to: Option<Arc<str>>,
@@ -113,11 +118,12 @@ impl ListenerSpec {
     }
 }
 
-/// Creates consumer `name` of `spec`'s listener with `context`, subscribes it and starts its
-/// thread, which runs until `stopping` turns true.
+/// Creates consumer `name` of `spec`'s listener with `context`, subscribes it (or, with
+/// explicit partitions, has it assign its `share`) and starts its thread, which runs until
+/// `stopping` turns true.
 fn start_consumer(
     spec: &ListenerSpec,
-    name: &str,
+    (name, share): (&str, Option<Vec<(String, i32)>>),
     context: std::io::Result<consumer::ContainerContext>,
     props: &std::collections::BTreeMap<String, String>,
     stopping: &watch::Receiver<bool>,
@@ -133,16 +139,38 @@ fn start_consumer(
         .map_err(Error::kafka(cannot("create consumer")))?;
     let created = Arc::new(created);
     created.context().attach(&created);
-    let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
-    created.subscribe(&topics).map_err(Error::kafka(format!(
-        "listener `{}`: cannot subscribe to {topics:?}",
-        spec.id
-    )))?;
-    let ending = consumer::start(created, stopping.clone()).map_err(|error| Error::Listener {
-        listener: spec.id.to_owned(),
-        message: format!("{}: {error}", cannot("start the thread of")),
-    })?;
+    if share.is_none() {
+        let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+        created.subscribe(&topics).map_err(Error::kafka(format!(
+            "listener `{}`: cannot subscribe to {topics:?}",
+            spec.id
+        )))?;
+    }
+    let ending =
+        consumer::start(created, share, stopping.clone()).map_err(|error| Error::Listener {
+            listener: spec.id.to_owned(),
+            message: format!("{}: {error}", cannot("start the thread of")),
+        })?;
     Ok((assignment, seeks, ending))
+}
+
+/// How many consumers a listener's container starts: `concurrency`, but with explicit partitions
+/// no more than it names (Spring lowers the concurrency the same way).
+fn consumers(spec: &ListenerSpec) -> usize {
+    let concurrency = usize::try_from(spec.concurrency).unwrap_or(usize::MAX);
+    match &spec.explicit {
+        Some(explicit) if explicit.count(&spec.topics) < concurrency => {
+            tracing::warn!(
+                listener = spec.id,
+                concurrency,
+                "{explicit} of {:?}: {} consumer(s) started, one per partition",
+                spec.topics,
+                explicit.count(&spec.topics)
+            );
+            explicit.count(&spec.topics).max(1)
+        }
+        _ => concurrency,
+    }
 }
 
 /// The running consumers of one listener.
@@ -177,7 +205,12 @@ impl ListenerContainer {
             stop,
             health: Vec::new(),
         };
-        for index in 0..spec.concurrency {
+        let consumers = consumers(&spec);
+        for index in 0..consumers {
+            let share = spec
+                .explicit
+                .as_ref()
+                .map(|explicit| explicit.share(&spec.topics, index, consumers));
             let name = format!("{}-{index}", spec.id);
             let reporting = health.consumer(spec.id, &name, &spec.group);
             container.health.push(Arc::clone(&reporting));
@@ -194,7 +227,7 @@ impl ListenerContainer {
                 Arc::clone(app),
                 (reporting, paused.clone()),
             );
-            match start_consumer(&spec, &name, context, &props, &stopping) {
+            match start_consumer(&spec, (&name, share), context, &props, &stopping) {
                 Ok((assignment, seeks, ending)) => {
                     container.consumers.push((name, assignment, seeks, ending));
                 }
