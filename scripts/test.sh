@@ -39,7 +39,7 @@ echo "== pass 2: end-to-end tests against $backend"
 KAFKA_BOOTSTRAP_SERVERS=$bootstrap cargo test -p tests --locked \
     --test listener --test template --test startup --test errors --test interop --test scale_out \
     --test management --test service --test security --test faults --test container --test batch --test parallel \
-    --test replies --test control --test intercept --test events --test positions 2>&1 | tee -a "$log"
+    --test replies --test control --test intercept --test events --test positions --test dedupe 2>&1 | tee -a "$log"
 echo "== pass 2: transactions against ${transactional:+the transaction-capable tansu at }${transactional:-$bootstrap}"
 KAFKA_BOOTSTRAP_SERVERS=${transactional:-$bootstrap} cargo test -p tests --locked --test transactions 2>&1 | tee -a "$log"
 

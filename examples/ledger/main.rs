@@ -7,20 +7,29 @@
 //! records goes to the ledger in one write, and is committed when the handler returns `Ok` —
 //! the shape of a sink that writes to a store in one call per batch.
 //!
+//! With `LEDGER_DEDUPE=1` it is an idempotent receiver (`dedupe = "header:event_id"`): the
+//! ledger records events by the id in their `event_id` header (the line's last field), and is
+//! itself the idempotency store — an id is processed when a whole line carries it, so a record
+//! delivered again after a crash finds its line and is skipped: each event is in the ledger once.
+//!
 //! ```text
 //! LEDGER_FILE=ledger.txt LEDGER_TOPIC=orders cargo run --example ledger
 //! LEDGER_BATCH=1 LEDGER_FILE=ledger.txt LEDGER_TOPIC=orders cargo run --example ledger
+//! LEDGER_DEDUPE=1 LEDGER_FILE=ledger.txt LEDGER_TOPIC=orders cargo run --example ledger
 //! ```
 //!
 //! `LEDGER_TOPIC` / `LEDGER_GROUP` (or `ledger.topic` / `ledger.group` properties) name the topic
 //! and group; the command line is `kafka_runtime::run`'s (`--config`, `--set`, ...).
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use kafka_runtime::dedupe::{BoxFuture, StoreError};
 use kafka_runtime::prelude::*;
+use kafka_runtime::IdempotencyStore;
 
 /// The append-only file. Each line goes to the operating system in one `write` before the record
 /// is acknowledged: a killed process loses none of what it acknowledged (only the machine losing
@@ -83,6 +92,77 @@ async fn batch(
     Ok(())
 }
 
+#[kafka_listener(
+    id = "ledger-dedupe",
+    topics = "${ledger.topic:ledger}",
+    group = "${ledger.group:ledger}",
+    dedupe = "header:event_id",
+    auto_startup = false
+)]
+async fn deduplicated(
+    headers: Headers,
+    key: Option<Key<String>>,
+    metadata: Metadata,
+    State(ledger): State<Ledger>,
+    State(ids): State<LedgerIds>,
+) -> Result<(), HandlerError> {
+    let id = headers
+        .get("event_id")
+        .map(String::from_utf8_lossy)
+        .ok_or_else(|| HandlerError::new("an event without an `event_id` header"))?;
+    let key = key.map_or_else(|| "-".to_owned(), |Key(key)| key);
+    ledger.append(&format!(
+        "{} {} {key} {id}\n",
+        metadata.partition, metadata.offset
+    ))?;
+    ids.insert(id.as_bytes());
+    Ok(())
+}
+
+/// The ids the ledger holds: the idempotency store of `LEDGER_DEDUPE=1`, read from the ledger at
+/// startup and kept up to date by the handler (the ledger line is what survives a crash).
+#[derive(Clone, Default)]
+struct LedgerIds(Arc<Mutex<HashSet<Vec<u8>>>>);
+
+impl LedgerIds {
+    /// The ids of the whole lines of `ledger` (four fields; a torn line has five).
+    fn read(ledger: &mut File) -> std::io::Result<Self> {
+        let mut text = String::new();
+        ledger.seek(SeekFrom::Start(0))?;
+        ledger.read_to_string(&mut text)?;
+        let ids = text
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                (fields.len() == 4).then(|| fields[3].as_bytes().to_vec())
+            })
+            .collect();
+        Ok(LedgerIds(Arc::new(Mutex::new(ids))))
+    }
+
+    fn insert(&self, id: &[u8]) {
+        self.lock().insert(id.to_vec());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Vec<u8>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl IdempotencyStore for LedgerIds {
+    fn seen<'a>(&'a self, _: &'a str, id: &'a [u8]) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let seen = self.lock().contains(id);
+        Box::pin(async move { Ok(seen) })
+    }
+
+    /// The handler's ledger line remembered it already.
+    fn remember<'a>(&'a self, _: &'a str, _: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Ends a line a kill cut short with ` torn`, so that this run's first line does not join it and
 /// readers can tell it from a whole line (whose value is its last of four fields).
 fn close_torn_line(file: &mut File) -> std::io::Result<()> {
@@ -106,17 +186,32 @@ fn main() -> ExitCode {
         .append(true)
         .open(&path)
         .and_then(|mut file| close_torn_line(&mut file).map(|()| file));
-    let file = match opened {
+    let mut file = match opened {
         Ok(file) => file,
         Err(error) => {
             eprintln!("error: cannot open the ledger {path}: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let batch = std::env::var_os("LEDGER_BATCH").is_some_and(|value| value == "1");
-    let listener = if batch { "ledger-batch" } else { "ledger" };
+    let mode = |name: &str| std::env::var_os(name).is_some_and(|value| value == "1");
+    let listener = if mode("LEDGER_BATCH") {
+        "ledger-batch"
+    } else if mode("LEDGER_DEDUPE") {
+        "ledger-dedupe"
+    } else {
+        "ledger"
+    };
+    let ids = match LedgerIds::read(&mut file) {
+        Ok(ids) => ids,
+        Err(error) => {
+            eprintln!("error: cannot read the ledger {path}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     kafka_runtime::run_with(|app| {
         app.with_state(Ledger(Arc::new(Mutex::new(file))))
+            .with_state(ids.clone())
+            .with_idempotency_store(ids)
             .with_listeners([listener])
     })
 }

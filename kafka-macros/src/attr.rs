@@ -7,7 +7,7 @@ use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
 const KEYS: &str = "`topics`, `topic_pattern`, `partitions`, `initial_offset`, `group`, `id`, \
                     `concurrency`, `ack_mode`, `auto_startup`, `batch`, `ordering`, `send_to`, \
-                    `filter`";
+                    `filter`, `dedupe`";
 
 /// The ordering modes, as the runtime's `Ordering` variants.
 const ORDERINGS: &[(&str, &str)] = &[("partition", "Partition"), ("key", "Key"), ("none", "None")];
@@ -47,6 +47,8 @@ pub(crate) struct ListenerArgs {
     pub(crate) send_to: Option<LitStr>,
     /// The record filter: a function `fn(&RecordContext<'_>) -> bool`, `true` discarding.
     pub(crate) filter: Option<syn::Path>,
+    /// Where a record's id is for the idempotent receiver: `key` or `header:<name>`.
+    pub(crate) dedupe: Option<LitStr>,
     /// Typed keys given as `${name:default}` strings, resolved at startup: `(key, text)`.
     pub(crate) placeholders: Vec<(String, LitStr)>,
 }
@@ -82,6 +84,7 @@ impl Parse for ListenerArgs {
             ordering: None,
             send_to: None,
             filter: None,
+            dedupe: None,
             placeholders: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -114,6 +117,7 @@ impl Parse for ListenerArgs {
                 "batch" => parsed.batch = Some(boolean(&value, "batch")?),
                 "send_to" => parsed.send_to = Some(non_empty(string(&value, "send_to")?)?),
                 "filter" => parsed.filter = Some(function(&value, "filter")?),
+                "dedupe" => parsed.dedupe = Some(dedupe(&value)?),
                 _ => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -246,6 +250,23 @@ fn partitions(value: &Expr) -> syn::Result<LitStr> {
     Err(syn::Error::new(
         text.span(),
         "`partitions` takes partition numbers and ranges, e.g. \"0, 2, 4-6\"",
+    ))
+}
+
+/// `key` or `header:<name>` (checked again at startup, where a placeholder is resolved).
+fn dedupe(value: &Expr) -> syn::Result<LitStr> {
+    let text = non_empty(string(value, "dedupe")?)?;
+    let wanted = text.value();
+    let header = wanted
+        .trim()
+        .strip_prefix("header:")
+        .is_some_and(|name| !name.trim().is_empty());
+    if wanted.trim() == "key" || header || wanted.contains("${") {
+        return Ok(text);
+    }
+    Err(syn::Error::new(
+        text.span(),
+        "`dedupe` takes where a record's id is: `key` or `header:<name>`, e.g. \"header:event_id\"",
     ))
 }
 

@@ -131,6 +131,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
     let topic_pattern = option(args.topic_pattern.as_ref().map(|p| quote!(#p)));
     let partitions = option(args.partitions.as_ref().map(|p| quote!(#p)));
     let initial_offset = option(args.initial_offset.as_ref().map(|o| quote!(#o)));
+    let dedupe = option(args.dedupe.as_ref().map(|d| quote!(#d)));
     let concurrency = option(args.concurrency.as_ref().map(|c| quote!(#c)));
     let ack_mode = option(
         args.ack_mode
@@ -200,6 +201,7 @@ fn expand(args: TokenStream, function: &ItemFn) -> syn::Result<TokenStream> {
                     takes_ack: false #(|| <#types as ::kafka_runtime::__private::#from>::TAKES_ACK)*,
                     send_to: #send_to,
                     filter: #filter,
+                    dedupe: #dedupe,
                     placeholders: &[#((#placeholder_keys, #placeholder_texts)),*],
                     invoke: ::kafka_runtime::__private::Invoker::#invoker(#invoke),
                     check: #check,
@@ -222,6 +224,12 @@ fn replies<'a>(
             return Err(syn::Error::new_spanned(
                 filter,
                 "`filter` is for record listeners; a batch listener skips records in its handler",
+            ));
+        }
+        if let Some(dedupe) = &args.dedupe {
+            return Err(syn::Error::new(
+                dedupe.span(),
+                "`dedupe` is for record listeners; a batch listener skips records in its handler",
             ));
         }
         if let Some(send_to) = &args.send_to {

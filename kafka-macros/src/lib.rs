@@ -24,7 +24,8 @@ use proc_macro::TokenStream;
 /// `true`), `batch` (default: whether an argument is a `Batch<T>` or a `BatchAck`), `ordering`
 /// (`partition`, `key`, `none`), `send_to` (the topic the handler's return value is sent to; see
 /// `kafka_runtime::reply`), `filter` (a `fn(&RecordContext<'_>) -> bool`; `true` discards the
-/// record), `partitions` (`"0, 2, 4-6"`: these partitions of `topics` are assigned, without the
+/// record), `dedupe` (`key` or `header:<name>`: the idempotent receiver skips a record whose id
+/// was processed; see `kafka_runtime::dedupe`), `partitions` (`"0, 2, 4-6"`: these partitions of `topics` are assigned, without the
 /// group's rebalancing) and `initial_offset` (where they start: `earliest`, `latest`, `42`, `-10`
 /// from the end, `timestamp:<epoch millis>`; default: the group's committed offset).
 ///

@@ -96,6 +96,14 @@ impl KafkaApplication {
         self
     }
 
+    /// Sets where listeners with `dedupe` keep the ids of the records they processed (the
+    /// idempotent receiver; see [`crate::dedupe`]). By default an
+    /// [`InMemoryIdempotencyStore`](crate::InMemoryIdempotencyStore) of 10,000 ids.
+    pub fn with_idempotency_store(mut self, store: impl crate::IdempotencyStore) -> Self {
+        self.states.deduplicate_with(store);
+        self
+    }
+
     /// Starts only the listeners with these ids (by default: every listener with `auto_startup`).
     pub fn with_listeners<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Self {
         self.only = Some(ids.into_iter().map(str::to_owned).collect());
@@ -639,6 +647,35 @@ fn resolve(
         }
         _ => None,
     };
+    let dedupe = match own.and_then(|own| own.dedupe.as_deref()) {
+        Some(text) => Some((
+            text,
+            format!("kafka.listeners.\"{}\".dedupe", registration.id),
+        )),
+        None => registration
+            .dedupe
+            .map(|text| (text, "the attribute's `dedupe`".to_owned())),
+    }
+    .map(|(text, source)| {
+        placeholders(text)?
+            .parse::<crate::dedupe::Dedupe>()
+            .map_err(|message| listener_error(format!("{source}: {message}")))
+    })
+    .transpose()?;
+    let refused = if dedupe.is_none() {
+        None
+    } else if batch {
+        Some("a batch listener")
+    } else if transactional.is_some() {
+        Some("transactions (which commit a record's output and offset together already)")
+    } else {
+        None
+    };
+    if let Some(refused) = refused {
+        return Err(listener_error(format!(
+            "`dedupe` (the idempotent receiver) is for record listeners outside transactions; not with {refused}"
+        )));
+    }
     if let Some(refused) = positioned {
         return Err(listener_error(refused.to_owned()));
     }
@@ -662,6 +699,7 @@ fn resolve(
         group,
         send_to: send_to.map(Arc::from),
         filter: registration.filter,
+        dedupe,
         concurrency: own
             .and_then(|own| own.concurrency)
             .or(attribute_concurrency)

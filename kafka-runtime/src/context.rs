@@ -3,6 +3,7 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use crate::dedupe::{IdempotencyStore, InMemoryIdempotencyStore};
 use crate::events::ListenerEvents;
 use crate::intercept::RecordInterceptor;
 use crate::template::KafkaTemplate;
@@ -15,6 +16,7 @@ pub struct AppContext {
     template: KafkaTemplate,
     interceptors: Vec<Box<dyn RecordInterceptor>>,
     events: Vec<Box<dyn ListenerEvents>>,
+    idempotency: Arc<dyn IdempotencyStore>,
 }
 
 impl AppContext {
@@ -24,7 +26,15 @@ impl AppContext {
             template,
             interceptors: states.interceptors,
             events: states.events,
+            idempotency: states
+                .idempotency
+                .unwrap_or_else(|| Arc::new(InMemoryIdempotencyStore::default())),
         })
+    }
+
+    /// Where deduplicating listeners keep the ids of processed records.
+    pub(crate) fn idempotency(&self) -> &Arc<dyn IdempotencyStore> {
+        &self.idempotency
     }
 
     /// The callbacks for the listeners' consumers' events.
@@ -60,9 +70,15 @@ pub(crate) struct States {
     values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     interceptors: Vec<Box<dyn RecordInterceptor>>,
     events: Vec<Box<dyn ListenerEvents>>,
+    idempotency: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl States {
+    /// Sets the store of deduplicating listeners.
+    pub(crate) fn deduplicate_with(&mut self, store: impl IdempotencyStore) {
+        self.idempotency = Some(Arc::new(store));
+    }
+
     /// Registers `value`, replacing an earlier value of the same type.
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
         let id = TypeId::of::<T>();

@@ -63,6 +63,8 @@ pub struct ListenerDeclaration {
     pub send_to: Option<&'static str>,
     /// The record filter (`true` discards).
     pub filter: Option<crate::intercept::RecordFilter>,
+    /// Where a record's id is for the idempotent receiver (`key`, `header:<name>`).
+    pub dedupe: Option<&'static str>,
     /// Typed attribute values given as `${name:default}`: `(key, text)`, resolved at startup.
     pub placeholders: &'static [(&'static str, &'static str)],
     pub invoke: Invoker,

@@ -42,12 +42,26 @@ impl Random {
     }
 }
 
+/// Produces records `id-<n>` (also their `event_id` header) with 97 keys.
 fn produce(bootstrap: &str, topic: &str, ids: std::ops::Range<usize>) {
-    common::produce_all(
-        bootstrap,
-        topic,
-        ids.map(|n| (format!("key-{}", n % 97), format!("id-{n}"))),
-    );
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer = common::producer(bootstrap);
+    for n in ids {
+        let (key, id) = (format!("key-{}", n % 97), format!("id-{n}"));
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "event_id",
+            value: Some(&id),
+        });
+        let record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&id)
+            .headers(headers);
+        common::send_waiting(&producer, record);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("records are produced");
 }
 
 /// One line of the ledger: (partition, offset, key, value).
@@ -146,6 +160,7 @@ type Mode = &'static [(&'static str, &'static str)];
 const RECORDS: Mode = &[];
 const BATCHES: Mode = &[("LEDGER_BATCH", "1")];
 const BY_KEY: Mode = &[("KAFKA_LISTENER_ORDERING", "key")];
+const DEDUPE: Mode = &[("LEDGER_DEDUPE", "1")];
 
 #[test]
 fn kill_9_at_random_points_loses_nothing() {
@@ -160,6 +175,13 @@ fn kill_9_in_the_middle_of_batches_loses_nothing() {
 #[test]
 fn kill_9_with_key_ordering_loses_nothing() {
     kill_9_at_random_points(BY_KEY, 5);
+}
+
+/// The idempotent receiver with a store that survives the process (the ledger itself): records
+/// delivered again after a kill are skipped, so the ledger holds each event once.
+#[test]
+fn kill_9_with_an_idempotent_receiver_writes_each_record_once() {
+    kill_9_at_random_points(DEDUPE, 10);
 }
 
 /// Kills the ledger (in `mode`) with SIGKILL in the middle of a backlog, again and again, then
@@ -255,6 +277,12 @@ fn kill_9_at_random_points(mode: Mode, rounds: usize) {
         duplicates <= duplicates_per_round.iter().sum::<usize>(),
         "duplicates ({duplicates}) only from records uncommitted at a kill ({duplicates_per_round:?})"
     );
+    if mode == DEDUPE {
+        assert_eq!(
+            duplicates, 0,
+            "the idempotent receiver wrote no record twice ({duplicates_per_round:?} were uncommitted at the kills)"
+        );
+    }
     let _ = std::fs::remove_dir_all(&service.dir);
 }
 

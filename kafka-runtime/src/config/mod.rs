@@ -257,6 +257,10 @@ pub struct ListenerOverrides {
     /// partitions of its topics instead of joining the group's rebalancing.
     #[serde(default)]
     pub partitions: Option<String>,
+    /// Overrides the attribute's `dedupe`: where a record's id is (`key` or `header:<name>`) for
+    /// the idempotent receiver.
+    #[serde(default)]
+    pub dedupe: Option<String>,
     /// Overrides the attribute's `initial_offset`: where explicit partitions start (`earliest`,
     /// `latest`, `42`, `-10` from the end, `timestamp:<epoch millis>`).
     #[serde(default)]

@@ -13,6 +13,7 @@ use crate::ack::Ack;
 use crate::batch::{BatchAck, BatchContext};
 use crate::config::SpanLevel;
 use crate::context::AppContext;
+use crate::dedupe::Screen;
 use crate::extract::RecordContext;
 use crate::handling::{self, AckEvent, DeliveredBy, Handling, PendingReplies};
 use crate::intercept::Intercepted;
@@ -33,6 +34,8 @@ pub(crate) enum Outcome {
     Rejected(HandlerError),
     /// The listener's filter discarded the record: the handler was not called.
     Filtered,
+    /// The idempotency store says the record was processed: the handler was not called.
+    Duplicate,
 }
 
 /// One delivery's number (1 for the first), when it started, and by whom.
@@ -61,6 +64,8 @@ pub(crate) struct Prepared {
     span: tracing::Span,
     /// How many records the call handles.
     records: usize,
+    /// The record's check against the idempotency store, when its listener deduplicates.
+    screen: Option<Screen>,
 }
 
 /// Runs `invoke` (the handler of `spec`) on `record`.
@@ -97,7 +102,8 @@ pub(crate) fn intercepted(
 ) {
     let outcome = match outcome {
         Outcome::Filtered => return,
-        Outcome::Handled => Ok(()),
+        // The interceptors' `before` ran: the store was asked after it.
+        Outcome::Handled | Outcome::Duplicate => Ok(()),
         Outcome::Failed(error) | Outcome::Rejected(error) => Err(error),
     };
     let record = Intercepted {
@@ -157,11 +163,13 @@ pub(crate) fn prepare(
             Some(invoke(&mut ctx))
         }))
     };
+    let screen = Screen::of(spec.dedupe.as_ref(), app.idempotency(), spec.id, &record);
     Prepared {
         invocation,
         handling,
         span,
         records: 1,
+        screen,
     }
 }
 
@@ -200,6 +208,7 @@ pub(crate) fn prepare_batch(
         handling,
         span,
         records: records.len() - rejected.len(),
+        screen: None,
     };
     (prepared, rejected)
 }
@@ -231,6 +240,7 @@ pub(crate) async fn execute(
         invocation,
         handling,
         span,
+        screen,
         ..
     }: Prepared,
 ) -> (Outcome, Option<AckEvent>, Option<PendingReplies>) {
@@ -247,6 +257,13 @@ pub(crate) async fn execute(
             None,
         ),
         Ok(Some(Invocation::Run(future))) => {
+            if let Some(screen) = &screen {
+                match screen.seen().await {
+                    Ok(false) => {}
+                    Ok(true) => return (Outcome::Duplicate, None, None),
+                    Err(error) => return (Outcome::Failed(error), None, None),
+                }
+            }
             let mut scoped = std::pin::pin!(handling::scope(
                 handling,
                 AssertUnwindSafe(future).catch_unwind().instrument(span),
@@ -260,6 +277,9 @@ pub(crate) async fn execute(
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
             };
+            if let (Outcome::Handled, Some(screen)) = (&outcome, &screen) {
+                screen.remember().await;
+            }
             (outcome, settled, replies)
         }
     }
@@ -331,9 +351,10 @@ pub(crate) fn account(
 ) {
     let records = u64::try_from(records).unwrap_or(u64::MAX);
     metrics.received.increment(records);
-    if let Outcome::Filtered = outcome {
-        metrics.filtered.increment(records);
-        return;
+    match outcome {
+        Outcome::Filtered => return metrics.filtered.increment(records),
+        Outcome::Duplicate => return metrics.deduplicated.increment(records),
+        _ => {}
     }
     if attempt.number > 1 {
         metrics.retried.increment(records);

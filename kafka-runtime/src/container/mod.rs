@@ -50,6 +50,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) send_to: Option<Arc<str>>,
     /// Records it discards: acknowledged without calling the handler.
     pub(crate) filter: Option<crate::intercept::RecordFilter>,
+    /// Where a record's id is, when the listener skips records processed before.
+    pub(crate) dedupe: Option<crate::dedupe::Dedupe>,
     pub(crate) concurrency: u32,
     pub(crate) ack_mode: AckMode,
     pub(crate) invoke: Invoker,
@@ -90,9 +92,11 @@ impl ListenerSpec {
     /// Whether the container, not the handler, waits for the handler's replies: the record is
     /// acknowledged when they are delivered, and its partition reads on meanwhile. Not with manual
     /// acks (the handler's own acknowledgment comes first), in transactions (the commit flushes
-    /// them), nor in key lanes (handlers there run side by side already).
+    /// them), nor in key lanes (handlers there run side by side already), nor when it
+    /// deduplicates (a record is remembered as processed once its replies are sent).
     pub(crate) fn defers_replies(&self) -> bool {
         !self.ack_mode.is_manual()
+            && self.dedupe.is_none()
             && self.transactional.is_none()
             && self.ordering == Ordering::Partition
             && matches!(self.invoke, Invoker::Record(_))

@@ -16,6 +16,7 @@ pub(crate) const HANDLED: &str = "kafka_listener_records_handled_total";
 pub(crate) const FAILED: &str = "kafka_listener_records_failed_total";
 pub(crate) const RETRIED: &str = "kafka_listener_records_retried_total";
 pub(crate) const FILTERED: &str = "kafka_listener_records_filtered_total";
+pub(crate) const DEDUPLICATED: &str = "kafka_listener_records_deduplicated_total";
 pub(crate) const DEAD_LETTERED: &str = "kafka_listener_records_dead_lettered_total";
 pub(crate) const RECOVERY_FAILURES: &str = "kafka_listener_recovery_failures_total";
 pub(crate) const HANDLER_SECONDS: &str = "kafka_listener_handler_seconds";
@@ -82,6 +83,10 @@ fn describe() {
         FILTERED,
         "Records a listener's filter discarded (acknowledged without calling the handler)"
     );
+    describe_counter!(
+        DEDUPLICATED,
+        "Records an idempotent receiver (`dedupe`) skipped: their id was processed before"
+    );
     describe_counter!(DEAD_LETTERED, "Records published to a dead-letter topic");
     describe_counter!(
         RECOVERY_FAILURES,
@@ -116,6 +121,8 @@ pub(crate) struct RecordMetrics {
     pub(crate) failed: Counter,
     pub(crate) retried: Counter,
     pub(crate) filtered: Counter,
+    /// Records an idempotent receiver skipped as processed before.
+    pub(crate) deduplicated: Counter,
     pub(crate) dead_lettered: Counter,
     pub(crate) recovery_failures: Counter,
     pub(crate) handler_seconds: Histogram,
@@ -133,6 +140,7 @@ impl RecordMetrics {
             failed: metrics::counter!(FAILED, &labels),
             retried: metrics::counter!(RETRIED, &labels),
             filtered: metrics::counter!(FILTERED, &labels),
+            deduplicated: metrics::counter!(DEDUPLICATED, &labels),
             dead_lettered: metrics::counter!(DEAD_LETTERED, &labels),
             recovery_failures: metrics::counter!(RECOVERY_FAILURES, &labels),
             handler_seconds: metrics::histogram!(HANDLER_SECONDS, &labels),

@@ -123,6 +123,7 @@ impl TestHandler {
             Delivered::Failed(error) => Outcome::Failed(error),
             Delivered::Rejected(error) => Outcome::Rejected(error),
             Delivered::Filtered => Outcome::Filtered,
+            Delivered::Duplicate => Outcome::Duplicate,
             Delivered::Handled if !spec.ack_mode.is_manual() => Outcome::Acknowledged,
             Delivered::Handled => match acks.first().map(|event| event.kind) {
                 Some(AckKind::Nack(delay)) => Outcome::Nacked(delay),
@@ -188,6 +189,9 @@ pub enum Outcome {
     Rejected(HandlerError),
     /// The listener's filter discarded it: acknowledged without calling the handler.
     Filtered,
+    /// The listener deduplicates (`dedupe`) and the application's idempotency store says this
+    /// record's id was processed: acknowledged without calling the handler.
+    Duplicate,
 }
 
 /// A record built in the test, for [`TestHandler::handle`].

@@ -195,7 +195,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         }
         let error = match outcome {
             // (Batch listeners have no filter: nothing is filtered here.)
-            Outcome::Handled | Outcome::Filtered => {
+            Outcome::Handled | Outcome::Filtered | Outcome::Duplicate => {
                 self.drain_acks(None);
                 if !spec.ack_mode.is_manual() {
                     // One pass: the undecodable records among them are acknowledged already.

@@ -469,7 +469,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 }
                 return;
             }
-            Outcome::Filtered => return self.acknowledge(delivery),
+            Outcome::Filtered | Outcome::Duplicate => return self.acknowledge(delivery),
             Outcome::Rejected(error) => {
                 return self
                     .recover(&record.to_record(), delivery, error, attempt, 0)

@@ -332,7 +332,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                 self.progressed(ended);
                 return;
             }
-            Outcome::Filtered => {
+            Outcome::Filtered | Outcome::Duplicate => {
                 self.acknowledge(delivery);
                 lanes.advance(id);
                 self.progressed(ended);
