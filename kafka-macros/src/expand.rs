@@ -220,12 +220,6 @@ fn replies<'a>(
 ) -> syn::Result<Option<&'a Type>> {
     let returns = reply::returns(output);
     if batch {
-        if let Some(filter) = &args.filter {
-            return Err(syn::Error::new_spanned(
-                filter,
-                "`filter` is for record listeners; a batch listener skips records in its handler",
-            ));
-        }
         if let Some(dedupe) = &args.dedupe {
             return Err(syn::Error::new(
                 dedupe.span(),

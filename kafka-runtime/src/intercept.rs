@@ -27,6 +27,10 @@ use crate::listener::HandlerError;
 ///
 /// It runs before the handler's arguments are built, on the record as read (a payload that
 /// would not decode is filtered like any other); a panic in it is a failed delivery.
+///
+/// On a batch listener (Spring's `FilteringBatchMessageListenerAdapter`) the discarded records
+/// are left out of the batch the handler gets, and acknowledged; a batch whose records are all
+/// discarded calls no handler. A panic there keeps the record in the batch (logged).
 pub type RecordFilter = fn(&RecordContext<'_>) -> bool;
 
 /// Code around every handler call of record listeners (Spring's `RecordInterceptor`), for what

@@ -73,6 +73,59 @@ async fn a_filtered_record_is_committed_without_calling_the_handler_and_counted(
     app.shutdown().await;
 }
 
+#[kafka_listener(
+    id = "filtered-batches",
+    topics = "${topic}",
+    group = "${group}",
+    filter = heartbeat,
+    auto_startup = false
+)]
+async fn filtered_batches(
+    Batch(records): Batch<String>,
+    State(seen): State<Recorder<Vec<String>>>,
+) {
+    seen.push(records.into_iter().map(|record| record.payload).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_listener_s_filter_leaves_records_out_of_its_batches() {
+    let cluster = Cluster::start();
+    let (topic, group) = (
+        cluster.topic("filtered-batches", 1),
+        unique("filtered-batches"),
+    );
+    let kafka = cluster.kit();
+    // Written before the listener starts: read as one batch.
+    kafka.record(&topic).text("a").await;
+    for _ in 0..2 {
+        kafka
+            .record(&topic)
+            .header("type", "heartbeat")
+            .bytes([0xff])
+            .await;
+    }
+    kafka.record(&topic).text("b").await;
+    let seen = Recorder::<Vec<String>>::default();
+    let app = cluster
+        .start_listener("", "filtered-batches", (&topic, &group), seen.clone())
+        .await;
+    kafka.wait_committed(&group, &topic, PATIENCE).await;
+    assert_eq!(kafka.committed(&group, &topic).await, [Some(4)]);
+    let batches = seen.snapshot();
+    assert_eq!(batches.concat(), ["a", "b"], "{batches:?}");
+
+    // A batch of heartbeats only: no call, committed all the same.
+    kafka
+        .record(&topic)
+        .header("type", "heartbeat")
+        .bytes([0xff])
+        .await;
+    kafka.wait_committed(&group, &topic, PATIENCE).await;
+    assert_eq!(kafka.committed(&group, &topic).await, [Some(5)]);
+    assert_eq!(seen.snapshot(), batches);
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_handler_test_sees_a_filtered_record() {
     use kafka_runtime::test::{Outcome, TestHandler, TestRecord};

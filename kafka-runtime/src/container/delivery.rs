@@ -173,6 +173,26 @@ pub(crate) fn prepare(
     }
 }
 
+/// Whether the filter of `spec` (a batch listener's) discards `record`: left out of the batch its
+/// handler gets. A filter that panics keeps the record (logged): nothing is dropped on a panic.
+pub(crate) fn batch_discards(
+    spec: &ListenerSpec,
+    discard: crate::intercept::RecordFilter,
+    app: &AppContext,
+    record: RecordView<'_>,
+    attempt: u32,
+) -> bool {
+    let ctx = RecordContext::new(record, None, app, spec.formats, attempt);
+    std::panic::catch_unwind(AssertUnwindSafe(|| discard(&ctx))).unwrap_or_else(|panic| {
+        tracing::error!(
+            listener = spec.id, record = %record.coordinates(),
+            error = %HandlerError::panic(panic.as_ref()),
+            "the record filter panicked; the record stays in the batch"
+        );
+        false
+    })
+}
+
 /// Builds the arguments of `invoke` (the handler of a batch listener) from `records`, a
 /// non-empty batch; gives the call and the records taken out of the batch (undecodable), by
 /// index, and sets `received` to the offsets of the records the handler gets (for its

@@ -104,6 +104,17 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         attempt: Attempt,
     ) -> Instant {
         let spec = Arc::clone(&self.setup.spec);
+        let passed;
+        let (records, deliveries) = match spec.filter {
+            None => (records, deliveries),
+            Some(discard) => {
+                passed = self.filter_batch(discard, (records, deliveries), attempt.number);
+                if passed.0.is_empty() {
+                    return Instant::now();
+                }
+                (&passed.0[..], &passed.1[..])
+            }
+        };
         let received = Arc::new(OnceLock::new());
         let ack = spec.ack_mode.is_manual().then(|| {
             BatchAck::new(
@@ -142,6 +153,36 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         } else {
             Instant::now()
         }
+    }
+
+    /// The records of a batch the listener's filter keeps; those it discards are acknowledged
+    /// here and counted, and the handler never sees them (Spring's
+    /// `FilteringBatchMessageListenerAdapter`).
+    fn filter_batch<'r>(
+        &mut self,
+        discard: crate::intercept::RecordFilter,
+        (records, deliveries): (&[RecordView<'r>], &[Delivery]),
+        attempt: u32,
+    ) -> (Vec<RecordView<'r>>, Vec<Delivery>) {
+        let spec = Arc::clone(&self.setup.spec);
+        let app = Arc::clone(&self.setup.app);
+        let mut passed = (
+            Vec::with_capacity(records.len()),
+            Vec::with_capacity(records.len()),
+        );
+        let mut filtered = 0u64;
+        for (record, delivery) in records.iter().zip(deliveries) {
+            if delivery::batch_discards(&spec, discard, &app, *record, attempt) {
+                filtered += 1;
+                self.acknowledge(*delivery);
+            } else {
+                passed.0.push(*record);
+                passed.1.push(*delivery);
+            }
+        }
+        self.metrics.received.increment(filtered);
+        self.metrics.filtered.increment(filtered);
+        passed
     }
 
     /// Hands an undecodable record of the batch from `head` on to the recoverer; `false` when
@@ -194,7 +235,6 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             self.on_ack(event, None);
         }
         let error = match outcome {
-            // (Batch listeners have no filter: nothing is filtered here.)
             Outcome::Handled | Outcome::Filtered | Outcome::Duplicate => {
                 self.drain_acks(None);
                 if !spec.ack_mode.is_manual() {
