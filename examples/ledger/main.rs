@@ -201,12 +201,16 @@ fn main() -> ExitCode {
     } else {
         "ledger"
     };
-    let ids = match LedgerIds::read(&mut file) {
-        Ok(ids) => ids,
-        Err(error) => {
-            eprintln!("error: cannot read the ledger {path}: {error}");
-            return ExitCode::FAILURE;
+    let ids = if listener == "ledger-dedupe" {
+        match LedgerIds::read(&mut file) {
+            Ok(ids) => ids,
+            Err(error) => {
+                eprintln!("error: cannot read the ledger {path}: {error}");
+                return ExitCode::FAILURE;
+            }
         }
+    } else {
+        LedgerIds::default()
     };
     kafka_runtime::run_with(|app| {
         app.with_state(Ledger(Arc::new(Mutex::new(file))))

@@ -28,6 +28,8 @@ struct Inner {
     /// The client that owns the mock cluster (`test.mock.num.brokers`).
     owner: BaseProducer,
     bootstrap: String,
+    /// How many brokers it has (ids 1 to this).
+    brokers: i32,
     /// Relays the fixed port, when one was asked for.
     _forwarder: Option<port::Forwarder>,
 }
@@ -35,11 +37,20 @@ struct Inner {
 impl EmbeddedKafka {
     /// Starts a one-broker cluster.
     pub fn start() -> Result<Self, Error> {
-        let (owner, bootstrap) = owner()?;
+        Self::start_cluster(1)
+    }
+
+    /// Starts a cluster of `brokers` brokers (ids 1 to `brokers`, at least one), for tests of
+    /// partition leaders moving and brokers failing: topics are replicated to up to three of
+    /// them, and every broker is in the bootstrap list.
+    pub fn start_cluster(brokers: u16) -> Result<Self, Error> {
+        let brokers = i32::from(brokers.max(1));
+        let (owner, bootstrap) = owner(brokers)?;
         Ok(EmbeddedKafka {
             inner: Arc::new(Inner {
                 owner,
                 bootstrap,
+                brokers,
                 _forwarder: None,
             }),
         })
@@ -48,7 +59,7 @@ impl EmbeddedKafka {
     /// Starts a one-broker cluster that clients reach at `127.0.0.1:port` (`kafka.embedded.port`),
     /// so that another terminal's producer or `kcat` finds it at the same address every run.
     pub fn start_on_port(port: u16) -> Result<Self, Error> {
-        let (owner, bootstrap) = owner()?;
+        let (owner, bootstrap) = owner(1)?;
         let broker: SocketAddr = bootstrap.parse().map_err(|error| Error::Embedded {
             message: format!("unexpected broker address `{bootstrap}`: {error}"),
         })?;
@@ -70,6 +81,7 @@ impl EmbeddedKafka {
             inner: Arc::new(Inner {
                 owner,
                 bootstrap: format!("127.0.0.1:{port}"),
+                brokers: 1,
                 _forwarder: Some(forwarder),
             }),
         })
@@ -80,10 +92,15 @@ impl EmbeddedKafka {
         &self.inner.bootstrap
     }
 
-    /// Creates `topic` with `partitions` partitions (replication factor 1).
+    /// How many brokers the cluster has (ids 1 to this).
+    pub fn brokers(&self) -> i32 {
+        self.inner.brokers
+    }
+
+    /// Creates `topic` with `partitions` partitions, replicated to up to three brokers.
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         mock(&self.inner.owner)?
-            .create_topic(topic, partitions, 1)
+            .create_topic(topic, partitions, self.inner.brokers.min(3))
             .map_err(Error::kafka(format!(
                 "cannot create topic `{topic}` on the embedded cluster"
             )))
@@ -110,10 +127,10 @@ impl EmbeddedKafka {
     }
 }
 
-/// The client that owns a new one-broker mock cluster, and the cluster's address.
-fn owner() -> Result<(BaseProducer, String), Error> {
+/// The client that owns a new mock cluster of `brokers` brokers, and the cluster's addresses.
+fn owner(brokers: i32) -> Result<(BaseProducer, String), Error> {
     let owner: BaseProducer = ClientConfig::new()
-        .set("test.mock.num.brokers", "1")
+        .set("test.mock.num.brokers", brokers.to_string())
         .create()
         .map_err(Error::kafka("cannot start the embedded Kafka cluster"))?;
     let bootstrap = mock(&owner)?.bootstrap_servers();

@@ -8,7 +8,8 @@ use rdkafka::types::RDKafkaRespErr;
 
 use crate::embedded::EmbeddedKafka;
 
-/// The id of the test cluster's one broker.
+/// The id of the test cluster's first broker (its only one, unless started with
+/// [`TestKafka::start_cluster`](super::TestKafka::start_cluster)).
 const BROKER: i32 = 1;
 
 /// A kind of Kafka request, named after its protocol API.
@@ -151,17 +152,47 @@ impl<'k> Faults<'k> {
         self.mock(|mock| mock.clear_request_errors(request.api_key()));
     }
 
-    /// Takes the broker down: connections are dropped and refused until
+    /// Takes the (first) broker down: connections are dropped and refused until
     /// [`broker_up`](Faults::broker_up).
     pub fn broker_down(&self) {
-        self.mock(|mock| mock.broker_down(BROKER))
-            .unwrap_or_else(|error| panic!("cannot take the test broker down: {error}"));
+        self.take_broker_down(BROKER);
     }
 
-    /// Brings the broker back.
+    /// Brings the (first) broker back.
     pub fn broker_up(&self) {
-        self.mock(|mock| mock.broker_up(BROKER))
-            .unwrap_or_else(|error| panic!("cannot bring the test broker up: {error}"));
+        self.bring_broker_up(BROKER);
+    }
+
+    /// Takes broker `id` of the cluster down. Partitions it leads stay without a reachable
+    /// leader until [`move_leader`](Faults::move_leader) moves them (what a real cluster's
+    /// controller does within seconds) or the broker is back.
+    pub fn take_broker_down(&self, id: i32) {
+        self.mock(|mock| mock.broker_down(id))
+            .unwrap_or_else(|error| panic!("cannot take broker {id} down: {error}"));
+    }
+
+    /// Brings broker `id` back.
+    pub fn bring_broker_up(&self, id: i32) {
+        self.mock(|mock| mock.broker_up(id))
+            .unwrap_or_else(|error| panic!("cannot bring broker {id} up: {error}"));
+    }
+
+    /// Makes broker `id` the leader of `topic`-`partition` (a leader election): clients that
+    /// ask the old leader are told `NOT_LEADER_FOR_PARTITION` and look it up again.
+    pub fn move_leader(&self, topic: &str, partition: i32, id: i32) {
+        self.mock(|mock| mock.partition_leader(topic, partition, Some(id)))
+            .unwrap_or_else(|error| {
+                panic!("cannot move the leader of {topic}-{partition} to broker {id}: {error}")
+            });
+    }
+
+    /// Makes broker `id` the coordinator of `group`: its members find it again and rejoin.
+    pub fn move_coordinator(&self, group: &str, id: i32) {
+        let coordinator = rdkafka::mocking::MockCoordinator::Group(group.to_owned());
+        self.mock(|mock| mock.coordinator(coordinator, id))
+            .unwrap_or_else(|error| {
+                panic!("cannot move the coordinator of {group} to broker {id}: {error}")
+            });
     }
 
     /// Delays every answer of the broker by `delay` (zero: no delay).

@@ -45,7 +45,17 @@ impl TestKafka {
     /// # Panics
     /// If librdkafka cannot start its mock cluster.
     pub fn start() -> Self {
-        let embedded = EmbeddedKafka::start()
+        Self::start_cluster(1)
+    }
+
+    /// Starts an in-process cluster of `brokers` brokers (ids 1 to `brokers`), topics replicated
+    /// to up to three: for tests that move partition leaders and the group coordinator, and take
+    /// brokers down ([`faults`](TestKafka::faults)).
+    ///
+    /// # Panics
+    /// If librdkafka cannot start its mock cluster.
+    pub fn start_cluster(brokers: u16) -> Self {
+        let embedded = EmbeddedKafka::start_cluster(brokers)
             .unwrap_or_else(|error| panic!("the test Kafka cluster did not start: {error}"));
         embedded
             .set_group_initial_rebalance_delay(GROUP_JOIN_DELAY)
