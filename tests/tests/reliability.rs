@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Cluster;
@@ -45,24 +45,67 @@ impl Random {
 
 /// Produces records `id-<n>` (also their `event_id` header) with 97 keys.
 fn produce(bootstrap: &str, topic: &str, ids: std::ops::Range<usize>) {
+    let producer = idempotent_producer(bootstrap);
+    send(&producer, topic, ids, Record::Valid);
+    flush(&producer);
+}
+
+/// A producer that writes no record twice, even when the broker goes away in the middle of a
+/// send (the storm takes it down): the ledger would count the producer's duplicates as ours.
+fn idempotent_producer(bootstrap: &str) -> rdkafka::producer::BaseProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
+}
+
+fn flush(producer: &rdkafka::producer::BaseProducer) {
+    use rdkafka::producer::Producer;
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("records are produced");
+}
+
+/// What [`send`] writes.
+#[derive(Clone, Copy)]
+enum Record {
+    /// `id-<n>`, in the payload and the `event_id` header.
+    Valid,
+    /// `poison-<n>` in the `event_id` header, and a payload that is not UTF-8: the ledger's
+    /// `Payload<String>` refuses it, so it goes to the dead-letter topic.
+    Poison,
+}
+
+/// Sends records `ids` (keys `key-<n % 97>`) without waiting for their delivery.
+fn send(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    ids: std::ops::Range<usize>,
+    kind: Record,
+) {
     use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{BaseRecord, Producer};
-    let producer = common::producer(bootstrap);
+    use rdkafka::producer::BaseRecord;
     for n in ids {
-        let (key, id) = (format!("key-{}", n % 97), format!("id-{n}"));
+        let key = format!("key-{}", n % 97);
+        let (id, payload) = match kind {
+            Record::Valid => (format!("id-{n}"), format!("id-{n}").into_bytes()),
+            Record::Poison => (
+                format!("poison-{n}"),
+                [&[0xff, 0xfe][..], b"poison"].concat(),
+            ),
+        };
         let headers = OwnedHeaders::new().insert(Header {
             key: "event_id",
             value: Some(&id),
         });
         let record = BaseRecord::to(topic)
             .key(&key)
-            .payload(&id)
+            .payload(&payload)
             .headers(headers);
-        common::send_waiting(&producer, record);
+        common::send_waiting(producer, record);
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("records are produced");
 }
 
 /// One line of the ledger: (partition, offset, key, value).
@@ -99,14 +142,28 @@ struct Service {
 
 impl Service {
     fn new(cluster: &Cluster, topic: &str, mode: Mode) -> Self {
+        Self::configured(cluster, topic, mode, "")
+    }
+
+    /// The service with `extra` TOML after its own configuration.
+    fn configured(cluster: &Cluster, topic: &str, mode: Mode, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(common::unique("ledger"));
         std::fs::create_dir_all(&dir).expect("work dir");
         // A killed member holds its partitions until its session times out: keep that short
-        // (6 s is the smallest a broker accepts by default).
+        // (6 s is the smallest a broker accepts by default). tansu revokes and reassigns a busy
+        // group's partitions every 6 s session under a backlog (RELIABILITY.md): 20 s there.
+        let session = if cluster.embedded().is_some() {
+            6_000
+        } else {
+            20_000
+        };
         std::fs::write(
             dir.join("application.toml"),
-            "[kafka.listener]\nconcurrency = 1\n\
-             [kafka.consumer.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n",
+            format!(
+                "[kafka.listener]\nconcurrency = 1\n\
+                 [kafka.consumer.properties]\n\"session.timeout.ms\" = {session}\n\"heartbeat.interval.ms\" = 1000\n\
+                 {extra}"
+            ),
         )
         .expect("config");
         Service {
@@ -123,8 +180,10 @@ impl Service {
         self.start_with_ledger(&self.ledger)
     }
 
-    /// A member of the same group writing to a ledger of its own.
+    /// A member of the same group writing to a ledger of its own, its warnings and errors next to
+    /// it (`<ledger>.log`).
     fn start_with_ledger(&self, ledger: &Path) -> Child {
+        let log = std::fs::File::create(ledger.with_extension("log")).expect("the member's log");
         Command::new(common::example("ledger"))
             .current_dir(&self.dir)
             .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
@@ -133,8 +192,8 @@ impl Service {
             .env("LEDGER_FILE", ledger)
             .envs(self.mode.iter().copied())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("the member's log"))
+            .stderr(log)
             .spawn()
             .expect("ledger service starts")
     }
@@ -422,11 +481,21 @@ fn members_joining_and_leaving(mode: Mode, records: usize) {
         handled.iter().all(|h| *h > 0),
         "every member took part: {handled:?}"
     );
-    // Within each member, each key's records arrive in the order they were produced: a record
-    // older than one already handled must be a redelivery (handled before, here or by the member
-    // that had the partition), never a record that skipped ahead of it.
+    keys_in_order_within_each_member(&ledgers, &lines);
+    assert_eq!(
+        cluster.committed_total(&service.group, &topic, 6),
+        records as i64,
+        "everything is committed at the end"
+    );
+    let _ = std::fs::remove_dir_all(&service.dir);
+}
+
+/// Within each member (a ledger each), each key's records arrive in the order they were produced:
+/// a record older than one already handled must be a redelivery (handled before, here or by the
+/// member that had the partition), never a record that skipped ahead of it.
+fn keys_in_order_within_each_member(ledgers: &[PathBuf], lines: &[(i32, i64, String, String)]) {
     let mut times_handled: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in &lines {
+    for line in lines {
         *times_handled.entry(line.3.as_str()).or_default() += 1;
     }
     for (member, path) in ledgers.iter().enumerate() {
@@ -444,10 +513,255 @@ fn members_joining_and_leaving(mode: Mode, records: usize) {
             seen.insert(value);
         }
     }
+}
+
+/// A member of the storm: its process, the ledger it writes, and when it started.
+struct Member {
+    child: Child,
+    ledger: PathBuf,
+    since: Instant,
+}
+
+impl Member {
+    /// Old enough to have installed its signal handler: a SIGTERM sooner would end it like any
+    /// process, not gracefully.
+    fn settled(&self) -> bool {
+        self.since.elapsed() > Duration::from_secs(2)
+    }
+}
+
+#[test]
+fn a_rebalance_storm_of_six_members_loses_nothing_and_keeps_key_order() {
+    if soak() {
+        rebalance_storm(Duration::from_secs(600), 300_000);
+    } else {
+        rebalance_storm(Duration::from_secs(60), 30_000);
+    }
+}
+
+/// For `storm`, up to six members of one group (processes) join, leave (SIGTERM) and die
+/// (SIGKILL) at random while `records` are produced, one in a thousand of them poison, and on the
+/// embedded cluster the broker goes away for 2 s every 20 s. After every leave the group's
+/// commits are checked against what the members acknowledged; at the end every record is in a
+/// ledger or the dead-letter topic, each key in order within each member, all committed.
+fn rebalance_storm(storm: Duration, records: usize) {
+    const MEMBERS: usize = 6;
+    let cluster = Cluster::start();
+    let topic = cluster.topic("storm", 6);
+    let dead_letters = format!("{topic}.DLT");
+    cluster.kit().create_topic(&dead_letters, 6);
+    let service = Service::configured(
+        &cluster,
+        &topic,
+        RECORDS,
+        "[kafka.listener.error-handler]\nrecoverer = \"dead-letter\"\n",
+    );
+    let poison = records / 1000;
+    let began = Instant::now();
+    let producing = {
+        let (bootstrap, topic) = (cluster.bootstrap().to_owned(), topic.clone());
+        std::thread::spawn(move || {
+            let producer = idempotent_producer(&bootstrap);
+            let chunks = 100;
+            for chunk in 0..chunks {
+                let share = |count| (chunk * count / chunks)..((chunk + 1) * count / chunks);
+                send(&producer, &topic, share(records), Record::Valid);
+                send(&producer, &topic, share(poison), Record::Poison);
+                let next = began + storm * (chunk + 1) as u32 / chunks as u32;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            flush(&producer);
+        })
+    };
+    let mut started = 0;
+    let mut join = || {
+        let ledger = service.dir.join(format!("ledger-{started}.txt"));
+        started += 1;
+        Member {
+            child: service.start_with_ledger(&ledger),
+            ledger,
+            since: Instant::now(),
+        }
+    };
+    let mut random = Random::new();
+    let mut members: Vec<Member> = (0..3).map(|_| join()).collect();
+    let mut ledgers: Vec<PathBuf> = members.iter().map(|m| m.ledger.clone()).collect();
+    let (mut leaves, mut kills, mut outages, mut uncommitted_at_kills) = (0, 0, 0, 0);
+    let settled = |dead_letters: &str, ledgers: &[PathBuf]| {
+        let mut lines: Vec<_> = ledgers.iter().flat_map(|l| ledger(l)).collect();
+        lines.extend(dead_lettered(cluster.bootstrap(), dead_letters));
+        lines
+    };
+    let mut next_outage = began + Duration::from_secs(20);
+    while began.elapsed() < storm {
+        std::thread::sleep(Duration::from_millis(500 + random.below(2_500)));
+        if cluster.embedded().is_some() && Instant::now() >= next_outage {
+            let faults = cluster.kit().faults();
+            faults.broker_down();
+            std::thread::sleep(Duration::from_secs(2));
+            faults.broker_up();
+            outages += 1;
+            next_outage += Duration::from_secs(20);
+            continue;
+        }
+        if members.len() < 2 || (members.len() < MEMBERS && random.below(2) == 0) {
+            let member = join();
+            ledgers.push(member.ledger.clone());
+            members.push(member);
+            continue;
+        }
+        let ready: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].settled())
+            .collect();
+        let Some(&index) = ready.get(random.below(ready.len().max(1) as u64) as usize) else {
+            continue;
+        };
+        let mut member = members.remove(index);
+        if random.below(4) == 0 {
+            signal(&member.child, "-KILL");
+            member.child.wait().expect("the member dies");
+            kills += 1;
+            // Its partitions stay its own until its session times out: what it handled at or past
+            // their committed offsets is what its successors will deliver again.
+            let committed = cluster.committed(&service.group, &topic, 6);
+            uncommitted_at_kills += ledger(&member.ledger)
+                .iter()
+                .filter(|(partition, offset, ..)| {
+                    usize::try_from(*partition)
+                        .ok()
+                        .and_then(|p| committed.get(p))
+                        .is_some_and(|c| *offset >= c.unwrap_or(0))
+                })
+                .count();
+        } else {
+            signal(&member.child, "-TERM");
+            let status = member.child.wait().expect("the member stops");
+            assert!(status.success(), "a leaving member exits 0: {status}");
+            leaves += 1;
+        }
+        let committed = cluster.committed(&service.group, &topic, 6);
+        acknowledged_before_committed(
+            &settled(&dead_letters, &ledgers),
+            &committed,
+            leaves + kills,
+        );
+    }
+    producing.join().expect("producer thread");
+    let joins = started;
+
+    // The members left drain the rest.
+    let drained = Instant::now();
+    let deadline = drained + Duration::from_secs(240);
+    let everything = (records + poison) as i64;
+    while cluster.committed_total(&service.group, &topic, 6) < everything
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let recovery = drained.elapsed();
+    for mut member in members {
+        while !member.settled() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal(&member.child, "-TERM");
+        let status = member.child.wait().expect("the member stops");
+        assert!(status.success(), "a leaving member exits 0: {status}");
+    }
+
+    let lines: Vec<_> = ledgers.iter().flat_map(|l| ledger(l)).collect();
+    let distinct: HashSet<&str> = lines.iter().map(|l| l.3.as_str()).collect();
+    let lost = records - distinct.len();
+    let duplicates = lines.len() - distinct.len();
+    let poisoned: HashSet<String> = dead_lettered(cluster.bootstrap(), &dead_letters)
+        .into_iter()
+        .map(|(.., id)| id)
+        .collect();
+    eprintln!(
+        "| a rebalance storm: {joins} joins, {leaves} leaves (SIGTERM), {kills} kills (SIGKILL), \
+         {outages} broker outages of 2 s in {storm:?}, up to {MEMBERS} members | {records} records + \
+         {poison} poison | {lost} lost, {} of {poison} poison dead-lettered | {duplicates} duplicates \
+         ({uncommitted_at_kills} uncommitted at the kills) | drained and committed {recovery:.1?} \
+         after the storm |",
+        poisoned.len()
+    );
+    assert_eq!(lost, 0, "every record handled by some member");
+    assert_eq!(poisoned.len(), poison, "every poison record dead-lettered");
+    keys_in_order_within_each_member(&ledgers, &lines);
     assert_eq!(
         cluster.committed_total(&service.group, &topic, 6),
-        records as i64,
+        everything,
         "everything is committed at the end"
     );
+    // A real broker takes a revoked member's commits while the group prepares the rebalance, so
+    // only kills leave records to deliver again. The mock refuses them (REBALANCE_IN_PROGRESS,
+    // in the members' logs), and the records acknowledged since the member's last commit come
+    // again: at least once, not lost.
+    if cluster.embedded().is_none() {
+        assert!(
+            duplicates <= uncommitted_at_kills,
+            "duplicates ({duplicates}) only from records uncommitted at a kill ({uncommitted_at_kills})"
+        );
+    }
     let _ = std::fs::remove_dir_all(&service.dir);
+}
+
+/// What dead-letter topic `topic` holds so far, as ledger lines: each record's original
+/// partition and offset (Spring's `kafka_dlt-original-*` headers), key and `event_id`.
+fn dead_lettered(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", common::unique("dead-letter-reader"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), common::PATIENCE)
+        .expect("dead-letter topic metadata");
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let partition = i32::try_from(partition).expect("partition");
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let (mut ended, mut lines) = (HashSet::new(), Vec::new());
+    let deadline = Instant::now() + common::PATIENCE;
+    while ended.len() < partitions {
+        assert!(Instant::now() < deadline, "{topic} read to its end in time");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let message = message.detach();
+                let number = |name: &str| common::header(&message, name).map(<[u8]>::to_vec);
+                let partition = number("kafka_dlt-original-partition")
+                    .and_then(|b| Some(i32::from_be_bytes(b.try_into().ok()?)))
+                    .expect("the original partition");
+                let offset = number("kafka_dlt-original-offset")
+                    .and_then(|b| Some(i64::from_be_bytes(b.try_into().ok()?)))
+                    .expect("the original offset");
+                let text = |name| {
+                    number(name)
+                        .map_or_else(String::new, |b| String::from_utf8_lossy(&b).into_owned())
+                };
+                let key = message
+                    .key()
+                    .map_or_else(String::new, |k| String::from_utf8_lossy(k).into_owned());
+                lines.push((partition, offset, key, text("event_id")));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition);
+            }
+            Some(Err(error)) => panic!("cannot read {topic}: {error}"),
+            None => {}
+        }
+    }
+    lines
 }

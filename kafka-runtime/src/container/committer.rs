@@ -290,14 +290,14 @@ impl CommitThread {
                 tracing::error!(%topic, partition, offset, %error, "cannot build commit request");
             }
         }
-        if !self.send(&tpl, attempts) {
+        if let Err(error) = self.send(&tpl, attempts) {
             self.failures += 1;
             let delay = RETRY_FIRST
                 .saturating_mul(1 << (self.failures - 1).min(16))
                 .min(RETRY_MAX);
             self.retry_at = Some(Instant::now() + delay);
             tracing::warn!(
-                consumer = %self.name, offsets = ?tpl, failures = self.failures, retry_in = ?delay,
+                consumer = %self.name, %error, offsets = ?tpl, failures = self.failures, retry_in = ?delay,
                 "commit failed; sent again until it lands or the partitions are revoked (their records are delivered again if it never does)"
             );
             return false;
@@ -312,26 +312,29 @@ impl CommitThread {
         true
     }
 
-    fn send(&self, tpl: &TopicPartitionList, attempts: u32) -> bool {
-        for attempt in 1..=attempts {
+    /// Sends the commit up to `attempts` times; the last attempt's error if none landed.
+    fn send(&self, tpl: &TopicPartitionList, attempts: u32) -> Result<(), KafkaError> {
+        let mut attempt = 1;
+        loop {
             let started = Instant::now();
             let result = (self.commit)(tpl);
             self.metrics.seconds.record(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
                     tracing::debug!(consumer = %self.name, offsets = ?tpl, "committed");
-                    return true;
+                    return Ok(());
                 }
                 Err(error) => {
                     self.metrics.failures.increment(1);
                     tracing::debug!(consumer = %self.name, %error, attempt, "commit failed");
-                    if attempt < attempts {
-                        std::thread::sleep(RETRY_FIRST * attempt);
+                    if attempt >= attempts {
+                        return Err(error);
                     }
+                    std::thread::sleep(RETRY_FIRST * attempt);
+                    attempt += 1;
                 }
             }
         }
-        false
     }
 }
 
