@@ -150,18 +150,12 @@ impl Service {
         let dir = std::env::temp_dir().join(common::unique("ledger"));
         std::fs::create_dir_all(&dir).expect("work dir");
         // A killed member holds its partitions until its session times out: keep that short
-        // (6 s is the smallest a broker accepts by default). tansu revokes and reassigns a busy
-        // group's partitions every 6 s session under a backlog (RELIABILITY.md): 20 s there.
-        let session = if cluster.embedded().is_some() {
-            6_000
-        } else {
-            20_000
-        };
+        // (6 s is the smallest a broker accepts by default).
         std::fs::write(
             dir.join("application.toml"),
             format!(
                 "[kafka.listener]\nconcurrency = 1\n\
-                 [kafka.consumer.properties]\n\"session.timeout.ms\" = {session}\n\"heartbeat.interval.ms\" = 1000\n\
+                 [kafka.consumer.properties]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n\
                  {extra}"
             ),
         )
