@@ -15,6 +15,38 @@ use rdkafka::error::KafkaError;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Creates the topics found missing while the application runs: the dead-letter topics of a
+/// pattern listener's topics, known only once their records arrive. `None` in an application
+/// on the embedded cluster, which creates a topic on first use.
+#[derive(Clone)]
+pub(crate) struct TopicAdmin {
+    settings: std::sync::Arc<KafkaSettings>,
+    bootstrap: String,
+}
+
+impl TopicAdmin {
+    pub(crate) fn new(settings: &KafkaSettings, bootstrap: &str) -> Self {
+        TopicAdmin {
+            settings: std::sync::Arc::new(settings.clone()),
+            bootstrap: bootstrap.to_owned(),
+        }
+    }
+
+    /// Creates `topic` with `partitions` partitions unless it exists; the broker's refusal if
+    /// it refused.
+    pub(crate) async fn create(&self, topic: &str, partitions: i32) -> Result<(), String> {
+        let wanted = [TopicSpec::plain(topic.to_owned(), partitions)];
+        match create_missing(&self.settings, &self.bootstrap, None, &wanted)
+            .await
+            .into_iter()
+            .next()
+        {
+            None => Ok(()),
+            Some((_, error)) => Err(error),
+        }
+    }
+}
+
 /// A topic to create when missing.
 pub(crate) struct TopicSpec {
     pub(crate) name: String,

@@ -171,7 +171,7 @@ impl KafkaApplication {
             _ => "embedded".to_owned(),
         };
         let template = KafkaTemplate::new(settings, &bootstrap)?;
-        let app = AppContext::new(self.states, template);
+        let app = AppContext::new(self.states, template, None);
         registrations
             .iter()
             .filter(|(_, auto_startup)| *auto_startup)
@@ -233,7 +233,7 @@ impl KafkaApplication {
                 })?;
         self.check_overrides()?;
         let template = KafkaTemplate::recording(&self.config.kafka);
-        let app = AppContext::new(self.states, template);
+        let app = AppContext::new(self.states, template, None);
         let spec = resolve(registration, &self.config, &self.properties, &app)?;
         Ok((spec, app))
     }
@@ -279,7 +279,10 @@ impl KafkaApplication {
             crate::reachability::check(settings, &bootstrap, CONNECT_TIMEOUT).await?;
         }
         crate::admin::declare(settings, &bootstrap, embedded.as_ref(), &template).await;
-        let app = AppContext::new(self.states, template.clone());
+        let topics = embedded
+            .is_none()
+            .then(|| crate::admin::TopicAdmin::new(settings, &bootstrap));
+        let app = AppContext::new(self.states, template.clone(), topics);
         // The listeners that start now; the others are resolved when they start.
         let specs = registrations
             .iter()
@@ -680,8 +683,9 @@ fn resolve(
         return Err(listener_error(refused.to_owned()));
     }
     let republishes = retry_topics.is_some() || errors.recoverer.dead_letter_topic("").is_some();
-    let dead_letter =
-        republishes.then(|| DeadLetterPublisher::new(app.template().clone(), group.clone()));
+    let dead_letter = republishes.then(|| {
+        DeadLetterPublisher::new(app.template().clone(), group.clone(), app.topics().cloned())
+    });
     let main_topics = topics.clone();
     let topics = match (&retry_topics, pattern) {
         // The whole name matches, as with Java's `Pattern.matches`.

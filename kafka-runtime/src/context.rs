@@ -3,6 +3,7 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use crate::admin::TopicAdmin;
 use crate::dedupe::{IdempotencyStore, InMemoryIdempotencyStore};
 use crate::events::ListenerEvents;
 use crate::intercept::RecordInterceptor;
@@ -17,10 +18,17 @@ pub struct AppContext {
     interceptors: Vec<Box<dyn RecordInterceptor>>,
     events: Vec<Box<dyn ListenerEvents>>,
     idempotency: Arc<dyn IdempotencyStore>,
+    topics: Option<TopicAdmin>,
 }
 
 impl AppContext {
-    pub(crate) fn new(states: States, template: KafkaTemplate) -> Arc<Self> {
+    /// `topics`: where topics found missing while the application runs are created (`None`
+    /// on the embedded cluster, which creates them on first use, and in handler tests).
+    pub(crate) fn new(
+        states: States,
+        template: KafkaTemplate,
+        topics: Option<TopicAdmin>,
+    ) -> Arc<Self> {
         Arc::new(AppContext {
             states: states.values,
             template,
@@ -29,7 +37,13 @@ impl AppContext {
             idempotency: states
                 .idempotency
                 .unwrap_or_else(|| Arc::new(InMemoryIdempotencyStore::default())),
+            topics,
         })
+    }
+
+    /// Creates topics found missing while the application runs; `None` on the embedded cluster.
+    pub(crate) fn topics(&self) -> Option<&TopicAdmin> {
+        self.topics.as_ref()
     }
 
     /// Where deduplicating listeners keep the ids of processed records.

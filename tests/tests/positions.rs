@@ -268,6 +268,49 @@ async fn a_topic_pattern_consumes_every_matching_topic_and_picks_up_new_ones() {
     assert!(app.shutdown().await.is_clean());
 }
 
+/// A pattern's dead letters go where a named topic's would: `<topic>.DLT` of the record's own
+/// topic, which nobody could create at startup (the topics were not known then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_listener_dead_letters_to_the_topic_of_the_record() {
+    let cluster = Cluster::start();
+    let prefix = unique("pattern-dlt");
+    let group = unique("pattern-dlt");
+    let topic = format!("{prefix}-a");
+    cluster.kit().create_topic(&topic, 2);
+    cluster
+        .kit()
+        .record(&topic)
+        .partition(1)
+        .key("poison")
+        .bytes([0xff, 0xfe])
+        .await;
+    cluster
+        .kit()
+        .record(&topic)
+        .partition(1)
+        .text("after")
+        .await;
+    let seen = Recorder::<String>::default();
+    let extra = "[kafka.listener.error-handler]\nrecoverer = \"dead-letter\"\n";
+    let properties = [("prefix", prefix.as_str()), ("group", group.as_str())];
+    let app = start_later(&cluster, (extra, "patterned"), &properties, &seen).await;
+    seen.wait_len(1).await;
+    let letters = cluster
+        .kit()
+        .dead_letters(&format!("{topic}.DLT"), 1, PATIENCE)
+        .await;
+    assert_eq!(letters[0].original_topic.as_deref(), Some(topic.as_str()));
+    assert_eq!(letters[0].original_offset, Some(0));
+    assert_eq!(letters[0].record.key.as_deref(), Some(&b"poison"[..]));
+    assert_eq!(
+        cluster
+            .wait_committed(&group, &topic, &[None, Some(2)])
+            .await,
+        [None, Some(2)]
+    );
+    assert!(app.shutdown().await.is_clean());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_partition_setting_names_its_key() {
     let cluster = Cluster::start();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::retry_topics::{self, RetryTopics, Stage};
 use super::ListenerSpec;
+use crate::admin::TopicAdmin;
 use crate::config::{BackOffKind, ErrorHandlerSettings, RecovererKind};
 // Spring's header names and encodings, so that a Java team's DLT tooling reads our dead letters.
 use crate::dead_letter::{
@@ -149,14 +150,17 @@ pub(crate) struct DeadLetterPublisher {
     group: String,
     /// Partition counts of dead-letter topics, looked up once.
     partitions: Mutex<HashMap<String, i32>>,
+    /// Creates a dead-letter topic nobody created at startup (a pattern listener's).
+    topics: Option<TopicAdmin>,
 }
 
 impl DeadLetterPublisher {
-    pub(crate) fn new(template: KafkaTemplate, group: String) -> Self {
+    pub(crate) fn new(template: KafkaTemplate, group: String, topics: Option<TopicAdmin>) -> Self {
         DeadLetterPublisher {
             template,
             group,
             partitions: Mutex::new(HashMap::new()),
+            topics,
         }
     }
 
@@ -179,7 +183,10 @@ impl DeadLetterPublisher {
         record: &ConsumerRecord,
         headers: Vec<(String, Vec<u8>)>,
     ) -> Result<(), SendError> {
-        let partitions = self.partition_count(topic).await;
+        let partitions = match self.partition_count(topic).await {
+            Some(count) => Some(count),
+            None => self.create(topic, record).await,
+        };
         let partition = partitions
             .filter(|count| record.partition < *count)
             .map(|_| record.partition);
@@ -257,6 +264,29 @@ impl DeadLetterPublisher {
         let count = self.template.partition_count(topic).await?;
         self.lock().insert(topic.to_owned(), count);
         Some(count)
+    }
+
+    /// Creates the missing `topic` with as many partitions as `record`'s topic (as at startup),
+    /// so that a send to it does not wait for a topic that would never come (a broker that
+    /// does not create topics on first use); its partition count if it was created.
+    async fn create(&self, topic: &str, record: &ConsumerRecord) -> Option<i32> {
+        let admin = self.topics.as_ref()?;
+        let partitions = self
+            .template
+            .partition_count(&record.topic)
+            .await
+            .unwrap_or(1);
+        match admin.create(topic, partitions).await {
+            Ok(()) => {
+                tracing::info!(%topic, partitions, "created the dead-letter topic");
+                self.lock().insert(topic.to_owned(), partitions);
+                Some(partitions)
+            }
+            Err(error) => {
+                tracing::warn!(%topic, %error, "cannot create the dead-letter topic");
+                None
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i32>> {
