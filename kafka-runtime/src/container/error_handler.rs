@@ -266,9 +266,10 @@ impl DeadLetterPublisher {
         Some(count)
     }
 
-    /// Creates the missing `topic` with as many partitions as `record`'s topic (as at startup),
-    /// so that a send to it does not wait for a topic that would never come (a broker that
-    /// does not create topics on first use); its partition count if it was created.
+    /// Creates the missing `topic` (dead-letter or retry) with as many partitions as `record`'s
+    /// topic, as at startup, so that a send to it does not wait for a topic that would never
+    /// come (a broker that does not create topics on first use); then its partition count as
+    /// the broker tells it (the topic may have existed after all, with fewer partitions).
     async fn create(&self, topic: &str, record: &ConsumerRecord) -> Option<i32> {
         let admin = self.topics.as_ref()?;
         let partitions = self
@@ -276,17 +277,12 @@ impl DeadLetterPublisher {
             .partition_count(&record.topic)
             .await
             .unwrap_or(1);
-        match admin.create(topic, partitions).await {
-            Ok(()) => {
-                tracing::info!(%topic, partitions, "created the dead-letter topic");
-                self.lock().insert(topic.to_owned(), partitions);
-                Some(partitions)
-            }
-            Err(error) => {
-                tracing::warn!(%topic, %error, "cannot create the dead-letter topic");
-                None
-            }
+        if let Err(error) = admin.create(topic, partitions).await {
+            tracing::warn!(%topic, %error, "cannot create the topic to republish to");
+            return None;
         }
+        tracing::info!(%topic, "created the missing topic to republish to, unless it existed");
+        self.partition_count(topic).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i32>> {

@@ -133,7 +133,7 @@ impl Cluster {
                 Err(error) if Instant::now() >= deadline => {
                     panic!("committed offsets are readable: {error}")
                 }
-                Err(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         };
         (0..partitions)
