@@ -603,13 +603,13 @@ struct Storm {
     joins: usize,
     leaves: usize,
     kills: usize,
-    outages: usize,
+    faults: usize,
     uncommitted_at_kills: usize,
 }
 
 /// For `storm`, up to six members of one group (processes) join, leave (SIGTERM) and die
 /// (SIGKILL) at random while `records` are produced, one in a thousand of them poison, and on the
-/// embedded cluster the broker goes away for 2 s every 20 s. After every leave the group's
+/// embedded cluster the broker is in trouble for 2 s every 20 s ([`broker_trouble`]). After every leave the group's
 /// commits are checked against what the members acknowledged; at the end every record is in a
 /// ledger or the dead-letter topic, each key in order within each member, all committed.
 fn rebalance_storm(storm: Duration, records: usize) {
@@ -654,7 +654,7 @@ fn rebalance_storm(storm: Duration, records: usize) {
         joins,
         leaves,
         kills,
-        outages,
+        faults,
         uncommitted_at_kills,
     } = happened;
     // Redeliveries come from kills, and on the mock from revoked members' commits it refuses
@@ -662,7 +662,7 @@ fn rebalance_storm(storm: Duration, records: usize) {
     // coordinator takes them while a rebalance is being prepared): reported, not bounded.
     eprintln!(
         "| a rebalance storm: {joins} joins, {leaves} leaves (SIGTERM), {kills} kills (SIGKILL), \
-         {outages} broker outages of 2 s in {storm:?}, up to 6 members | {records} records + \
+         {faults} spells of broker trouble in {storm:?}, up to 6 members | {records} records + \
          {poison} poison | {lost} lost, {} of {poison} poison dead-lettered | {duplicates} duplicates \
          ({uncommitted_at_kills} uncommitted at the kills) | drained and committed {recovery:.1?} \
          after the storm |",
@@ -702,7 +702,24 @@ fn produce_during(
     })
 }
 
-/// The storm itself: joins, leaves, kills and broker outages at random for `storm`, the group's
+/// Two seconds of a troubled broker: answers 500 ms late, 3 commits refused (REQUEST_TIMED_OUT),
+/// 3 fetches refused (NOT_LEADER_OR_FOLLOWER). Not the broker down: librdkafka's mock aborts
+/// the whole process (`rd_kafka_mock_cgrp_classic_member_add: Assertion '!member->resp'`) when a
+/// member joins again on a new connection while its earlier JoinGroup is still unanswered, which
+/// a broker going away in the middle of a storm's joins does now and then (seen once in CI).
+fn broker_trouble(cluster: &Cluster) {
+    use kafka_runtime::test::{BrokerError, Request};
+    let faults = cluster.kit().faults();
+    faults.round_trip_time(Duration::from_millis(500));
+    faults.fail_next(Request::OffsetCommit, 3, BrokerError::RequestTimedOut);
+    faults.fail_next(Request::Fetch, 3, BrokerError::NotLeaderOrFollower);
+    std::thread::sleep(Duration::from_secs(2));
+    faults.round_trip_time(Duration::ZERO);
+    faults.clear(Request::OffsetCommit);
+    faults.clear(Request::Fetch);
+}
+
+/// The storm itself: joins, leaves, kills and broker trouble at random for `storm`, the group's
 /// commits checked after each leave or kill. Gives the members still running; `ledgers` gets
 /// every member's ledger.
 fn storm_of_members(
@@ -724,16 +741,13 @@ fn storm_of_members(
     let mut random = Random::new();
     let mut members: Vec<Member> = (0..3).map(|_| join(ledgers)).collect();
     let began = Instant::now();
-    let mut next_outage = began + Duration::from_secs(20);
+    let mut next_fault = began + Duration::from_secs(20);
     while began.elapsed() < storm {
         std::thread::sleep(Duration::from_millis(500 + random.below(2_500)));
-        if cluster.embedded().is_some() && Instant::now() >= next_outage {
-            let faults = cluster.kit().faults();
-            faults.broker_down();
-            std::thread::sleep(Duration::from_secs(2));
-            faults.broker_up();
-            happened.outages += 1;
-            next_outage += Duration::from_secs(20);
+        if cluster.embedded().is_some() && Instant::now() >= next_fault {
+            broker_trouble(cluster);
+            happened.faults += 1;
+            next_fault += Duration::from_secs(20);
             continue;
         }
         if members.len() < 2 || (members.len() < MEMBERS && random.below(2) == 0) {
