@@ -50,8 +50,8 @@ fn produce(bootstrap: &str, topic: &str, ids: std::ops::Range<usize>) {
     flush(&producer);
 }
 
-/// A producer that writes no record twice, even when the broker goes away in the middle of a
-/// send (the storm takes it down): the ledger would count the producer's duplicates as ours.
+/// A producer that writes no record twice, even when the broker fails a send it took (the storm
+/// troubles it): the ledger would count the producer's duplicates as ours.
 fn idempotent_producer(bootstrap: &str) -> rdkafka::producer::BaseProducer {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -288,10 +288,7 @@ fn kill_9_at_random_points(mode: Mode, rounds: usize) {
     // its handler would end it like any process (seen once the dedupe mode read the ledger at
     // startup).
     let mut child = service.start();
-    let started_at = Instant::now();
-    while !handles_sigterm(&child) && started_at.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_it_handles_sigterm(&child);
     let deadline = Instant::now() + Duration::from_secs(300);
     while service.distinct() < records && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -520,10 +517,7 @@ impl Member {
 
     /// Stops it with SIGTERM, which it must survive to exit 0, within the shutdown's bounds.
     fn leave(mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.settled() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_it_handles_sigterm(&self.child);
         signal(&self.child, "-TERM");
         let status = exit_within(&mut self.child, Duration::from_secs(60));
         assert!(status.success(), "a leaving member exits 0: {status}");
@@ -557,6 +551,14 @@ fn handles_sigterm(child: &Child) -> bool {
             u64::from_str_radix(mask.trim(), 16).ok()
         })
         .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}
+
+/// Waits (up to 30 s) until `child` catches SIGTERM, so that a SIGTERM stops it gracefully.
+fn wait_until_it_handles_sigterm(child: &Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !handles_sigterm(child) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits for `child` to exit; fails the test (killing it) if it takes longer than `within`.
