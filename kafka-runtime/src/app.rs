@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, ListenerType, Ordering};
+use crate::config::{Config, KafkaSettings, ListenerType, Ordering, PropertyValue};
 use crate::container::{
     DeadLetterPublisher, ErrorPolicy, ExplicitPartitions, ListenerSpec, RetryTopics,
 };
@@ -240,20 +240,20 @@ impl KafkaApplication {
 
     /// Starts the listener containers and returns once they are running; records are handled in
     /// the background until [`RunningApplication::shutdown`].
-    pub async fn start(self) -> Result<RunningApplication, Error> {
+    pub async fn start(mut self) -> Result<RunningApplication, Error> {
         for warning in self.config.warnings() {
             tracing::warn!("{warning}");
         }
         let registrations = self.select()?;
         self.check_overrides()?;
-        let settings = &self.config.kafka;
-        let embedded = if let Some(embedded) = self.embedded {
+        let embedded = if let Some(embedded) = self.embedded.take() {
             Some(embedded)
         } else if self.config.uses_embedded_broker() {
-            let embedded = match settings.embedded.port {
+            let embedded = match self.config.kafka.embedded.port {
                 Some(port) => EmbeddedKafka::start_on_port(port)?,
                 None => EmbeddedKafka::start()?,
             };
+            shorten_embedded_sessions(&mut self.config.kafka);
             tracing::warn!(
                 "no kafka.bootstrap-servers configured: using an embedded in-memory Kafka; its data is lost at exit"
             );
@@ -266,6 +266,7 @@ impl KafkaApplication {
         } else {
             None
         };
+        let settings = &self.config.kafka;
         let bootstrap = match &embedded {
             Some(embedded) => embedded.bootstrap_servers().to_owned(),
             None => settings
@@ -785,6 +786,22 @@ fn explicit_partitions(
             ExplicitPartitions::parse(&text, initial).map_err(|message| error(&source, message))
         })
         .transpose()
+}
+
+/// The session timeout of consumers on the embedded cluster, unless configured: the mock
+/// cluster makes a member that joins an established group wait `session.timeout.ms` - 1 s for
+/// the rebalance (44 s at librdkafka's default), which a first run's `concurrency` consumers
+/// starting a few seconds apart would otherwise show as a silent minute.
+const EMBEDDED_SESSION_TIMEOUT_MS: i64 = 10_000;
+
+fn shorten_embedded_sessions(settings: &mut KafkaSettings) {
+    const KEY: &str = "session.timeout.ms";
+    if settings.properties.get(KEY).is_none() && settings.consumer.properties.get(KEY).is_none() {
+        settings
+            .consumer
+            .properties
+            .insert(KEY, PropertyValue::Integer(EMBEDDED_SESSION_TIMEOUT_MS));
+    }
 }
 
 async fn create_embedded_topics(

@@ -25,6 +25,17 @@ async fn controlled(Payload(text): Payload<String>, State(seen): State<Recorder<
     seen.push(text);
 }
 
+/// A second member of `controlled`'s group, started later.
+#[kafka_listener(
+    id = "controlled_twin",
+    topics = "${topic}",
+    group = "${group}",
+    auto_startup = false
+)]
+async fn controlled_twin(Payload(text): Payload<String>, State(seen): State<Recorder<String>>) {
+    seen.push(text);
+}
+
 /// Produces `values` to `topic`, spread over `partitions` partitions.
 async fn produce(cluster: &Cluster, topic: &str, partitions: i32, values: &[String]) {
     for (n, value) in values.iter().enumerate() {
@@ -238,6 +249,56 @@ async fn a_listener_without_auto_startup_starts_later_and_stops_and_starts_again
         listener.start().await.is_err(),
         "nothing starts after shutdown"
     );
+}
+
+/// A first `cargo run` has no broker configured: the application's own embedded cluster. There a
+/// member joining an established group waits `session.timeout.ms` - 1 s for its rebalance (the
+/// mock's rule); the application keeps that short, not librdkafka's 44 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_its_own_embedded_cluster_a_member_joining_late_is_assigned_within_seconds() {
+    let config = kafka_runtime::Config::from_toml_str("[kafka]\n", "test.toml")
+        .expect("an empty configuration is valid");
+    let (topic, group) = (unique("late-member"), unique("late-member"));
+    let seen = Recorder::<String>::default();
+    let app = kafka_runtime::KafkaApplication::new(config)
+        .with_property("topic", &topic)
+        .with_property("group", &group)
+        .with_state(seen.clone())
+        .start()
+        .await
+        .expect("application starts with its own embedded cluster");
+    let assigned = |listener: &str| {
+        app.assignments().get(listener).map_or(0, |consumers| {
+            consumers.values().map(Vec::len).sum::<usize>()
+        })
+    };
+    // The mock creates a topic when it is first produced to.
+    app.template()
+        .send(&topic, "key", "created")
+        .await
+        .expect("the topic is created");
+    let first = app.listener("controlled").expect("a listener");
+    first.start().await.expect("the first member starts");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while assigned("controlled") == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(assigned("controlled") > 0, "the first member is assigned");
+
+    let joined = std::time::Instant::now();
+    let twin = app.listener("controlled_twin").expect("a listener");
+    twin.start().await.expect("the second member starts");
+    while assigned("controlled_twin") == 0 && joined.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = joined.elapsed();
+    assert!(
+        assigned("controlled_twin") > 0 && waited < Duration::from_secs(20),
+        "the late member was assigned {} partitions after {waited:?}: {:?}",
+        assigned("controlled_twin"),
+        app.assignments()
+    );
+    app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,10 +21,12 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
     // rebalance wait `session.timeout.ms` - 1 s (44 s) with commits refused meanwhile (see
     // NOTES.md): the seed's events are then delivered again. At least once is the contract.
     let deadline = Instant::now() + Duration::from_secs(100);
+    let mut log = Vec::new();
     while (processed.len() < 4 || !unknown || !dead_lettered) && Instant::now() < deadline {
         let Ok(line) = received.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
+        log.push(line.clone());
         let offset = line
             .split_whitespace()
             .find_map(|field| field.strip_prefix("offset="))
@@ -50,7 +52,8 @@ fn user_events_handles_the_seed_events_and_stops_on_sigterm() {
     assert_eq!(
         processed.len(),
         4,
-        "the seed's four events are handled: {processed:#?}"
+        "the seed's four events are handled: {processed:#?}\n{}",
+        tail(&log)
     );
     for ((_, line), event_type) in processed.iter().zip([
         "user_created",
@@ -100,10 +103,12 @@ fn a_second_terminal_feeds_the_example_at_its_fixed_embedded_port() {
     let mut announced = false;
     let mut handled = false;
     let deadline = Instant::now() + Duration::from_secs(100);
+    let mut log = Vec::new();
     while !handled && Instant::now() < deadline {
         let Ok(line) = received.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
+        log.push(line.clone());
         if !announced && line.contains(&pasted) {
             announced = true;
             // What the second terminal does with the pasted address.
@@ -124,8 +129,17 @@ fn a_second_terminal_feeds_the_example_at_its_fixed_embedded_port() {
         .status();
     let status = child.wait().expect("example exits");
     assert!(announced, "the startup log names {pasted}");
-    assert!(handled, "the record from the second terminal is handled");
+    assert!(
+        handled,
+        "the record from the second terminal is handled\n{}",
+        tail(&log)
+    );
     assert!(status.success(), "exits 0 on SIGTERM, got {status}");
+}
+
+/// The example's last log lines, for a failure message.
+fn tail(log: &[String]) -> String {
+    log[log.len().saturating_sub(60)..].join("\n")
 }
 
 /// Runs the example in a directory of its own (no configuration file: the embedded cluster)
