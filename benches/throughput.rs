@@ -220,6 +220,9 @@ struct Run {
     /// CPU time of the whole process (broker, librdkafka and consumer threads) per record, in
     /// nanoseconds: less sensitive than `per_second` to how the two cores were shared.
     cpu_nanos: f64,
+    /// The part of `cpu_nanos` spent in librdkafka's threads (`rdk:*`: fetching, the mock
+    /// broker): what is left is the consumer side, raw loop or listener.
+    librdkafka_nanos: f64,
 }
 
 /// CPU time used by this process so far (user + system, every thread).
@@ -239,12 +242,38 @@ fn cpu_time() -> Duration {
     duration(usage.ru_utime) + duration(usage.ru_stime)
 }
 
+/// CPU time of librdkafka's threads (`rdk:*`: the clients' broker and main threads, the mock
+/// cluster's) alive now, in nanoseconds (`/proc/self/task/*/schedstat`).
+fn librdkafka_cpu() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("rdk:"))
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// What a run has used so far: when, allocations, process CPU, librdkafka's CPU.
+type Mark = (Instant, u64, Duration, u64);
+
+fn mark() -> Mark {
+    (Instant::now(), alloc::count(), cpu_time(), librdkafka_cpu())
+}
+
 /// Counts records until a target, remembering when the first arrived.
 struct Counter {
     target: u64,
     seen: AtomicU64,
-    first: OnceLock<(Instant, u64, Duration)>,
-    last: Mutex<Option<(Instant, u64, Duration)>>,
+    first: OnceLock<Mark>,
+    last: Mutex<Option<Mark>>,
     done: Notify,
     latencies: Mutex<Vec<u64>>,
     record_latency: bool,
@@ -264,8 +293,7 @@ impl Counter {
     }
 
     fn hit(&self, sent_at: u64) {
-        self.first
-            .get_or_init(|| (Instant::now(), alloc::count(), cpu_time()));
+        self.first.get_or_init(mark);
         if self.record_latency {
             let latency = since_start().saturating_sub(sent_at);
             if let Ok(mut latencies) = self.latencies.lock() {
@@ -274,7 +302,7 @@ impl Counter {
         }
         if self.seen.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
             if let Ok(mut last) = self.last.lock() {
-                *last = Some((Instant::now(), alloc::count(), cpu_time()));
+                *last = Some(mark());
             }
             self.done.notify_one();
         }
@@ -293,8 +321,9 @@ impl Counter {
             self.seen.load(Ordering::Acquire),
             self.target
         );
-        let (start, allocs_start, cpu_start) = *self.first.get().expect("a first record");
-        let (end, allocs_end, cpu_end) = self
+        let (start, allocs_start, cpu_start, rdk_start) =
+            *self.first.get().expect("a first record");
+        let (end, allocs_end, cpu_end, rdk_end) = self
             .last
             .lock()
             .ok()
@@ -305,6 +334,7 @@ impl Counter {
             per_second: records / end.duration_since(start).as_secs_f64().max(1e-9),
             allocations: (allocs_end - allocs_start) as f64 / records,
             cpu_nanos: cpu_end.saturating_sub(cpu_start).as_secs_f64() * 1e9 / records,
+            librdkafka_nanos: rdk_end.saturating_sub(rdk_start) as f64 / records,
         }
     }
 }
@@ -546,12 +576,14 @@ async fn interleaved(
             continue;
         };
         eprintln!(
-            "  {label} round {}: raw {:.0}/s ({:.0} ns CPU), {listener} {:.0}/s ({:.0} ns CPU), ratio {:.3}",
+            "  {label} round {}: raw {:.0}/s ({:.0} ns CPU, {:.0} in librdkafka), {listener} {:.0}/s ({:.0} ns CPU, {:.0} in librdkafka), ratio {:.3}",
             round + 1,
             r.per_second,
             r.cpu_nanos,
+            r.librdkafka_nanos,
             l.per_second,
             l.cpu_nanos,
+            l.librdkafka_nanos,
             l.per_second / r.per_second
         );
         rounds.push((r, l));
@@ -582,6 +614,9 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
     let mut our_allocs: Vec<f64> = rounds.iter().map(|(_, l)| l.allocations).collect();
     let mut raw_cpu: Vec<f64> = rounds.iter().map(|(r, _)| r.cpu_nanos).collect();
     let mut our_cpu: Vec<f64> = rounds.iter().map(|(_, l)| l.cpu_nanos).collect();
+    let consumer_side = |run: &Run| run.cpu_nanos - run.librdkafka_nanos;
+    let mut raw_side: Vec<f64> = rounds.iter().map(|(r, _)| consumer_side(r)).collect();
+    let mut our_side: Vec<f64> = rounds.iter().map(|(_, l)| consumer_side(l)).collect();
     let ratio = median(&mut ratios);
     report.rows.push(Row::new(
         &format!("consume {size} B: raw rdkafka (1)"),
@@ -605,6 +640,13 @@ async fn consume(broker: &Broker, options: &Options, size: usize, report: &mut R
         &format!("process CPU ns per record {size} B: raw / listener"),
         median(&mut raw_cpu),
         &format!("/ {:.0}", median(&mut our_cpu)),
+    ));
+    report.rows.push(Row::new(
+        &format!(
+            "consumer-side CPU ns per record {size} B (not librdkafka's threads): raw / listener"
+        ),
+        median(&mut raw_side),
+        &format!("/ {:.0}", median(&mut our_side)),
     ));
     ratio
 }
