@@ -14,6 +14,16 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::handling::{self, AckEvent, AckKind};
 
+/// Where the tokens of one partition task send what their handler did not settle in place,
+/// shared by them all (a token clones one reference, not a channel and a topic name).
+pub(crate) struct AckRoute {
+    pub(crate) events: UnboundedSender<AckEvent>,
+    /// The partition task, unique in the process.
+    pub(crate) task: u64,
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+}
+
 /// Acknowledges one record (Spring's `Acknowledgment`), in `manual` and `manual_immediate` ack modes.
 ///
 /// - [`acknowledge`](Ack::acknowledge) marks the record done. Its offset is committed once every
@@ -30,28 +40,16 @@ use crate::handling::{self, AckEvent, AckKind};
 /// partition went to another consumer) is ignored.
 #[must_use = "an Ack that is dropped without acknowledge() is a nack: the record will be redelivered"]
 pub struct Ack {
-    events: UnboundedSender<AckEvent>,
-    /// The partition task that handed the record out.
-    task: u64,
-    topic: Arc<str>,
-    partition: i32,
+    route: Arc<AckRoute>,
     offset: i64,
     epoch: u32,
     done: bool,
 }
 
 impl Ack {
-    pub(crate) fn new(
-        (events, task): (UnboundedSender<AckEvent>, u64),
-        topic: Arc<str>,
-        partition: i32,
-        (offset, epoch): (i64, u32),
-    ) -> Self {
+    pub(crate) fn new(route: Arc<AckRoute>, (offset, epoch): (i64, u32)) -> Self {
         Ack {
-            events,
-            task,
-            topic,
-            partition,
+            route,
             offset,
             epoch,
             done: false,
@@ -71,12 +69,12 @@ impl Ack {
 
     /// The record's topic.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.route.topic
     }
 
     /// The record's partition.
     pub fn partition(&self) -> i32 {
-        self.partition
+        self.route.partition
     }
 
     /// The record's offset.
@@ -93,20 +91,20 @@ impl Ack {
         };
         // Settled by its own handler, the common case, the token needs neither the channel nor
         // a wake-up: the partition task reads the settlement when the handler returns.
-        if handling::settle(self.task, event) {
+        if handling::settle(self.route.task, event) {
             return;
         }
         // The receiver is gone once the partition was revoked or the consumer stopped: the
         // record stays uncommitted, as the token's documentation says.
-        let _ = self.events.send(event);
+        let _ = self.route.events.send(event);
     }
 }
 
 impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ack")
-            .field("topic", &self.topic)
-            .field("partition", &self.partition)
+            .field("topic", &self.route.topic)
+            .field("partition", &self.route.partition)
             .field("offset", &self.offset)
             .finish()
     }

@@ -3,24 +3,32 @@
 //! inherit: the correlation id (`listener.correlation-header`, default `correlation_id`) and the
 //! W3C trace context (`traceparent`, `tracestate`); and the handler's own acknowledgment of it.
 //!
-//! Both travel in a task-local around the handler's future: nothing is formatted or allocated
-//! per record unless a line is written. A task the handler spawns is outside it, so what it
-//! logs or sends carries none of this; headers set explicitly on a record always win.
+//! Both travel with the handler's future ([`Handled`]), current on the thread while it is
+//! polled: nothing is formatted or allocated per record unless a line is written, and the
+//! record's headers are read only when a line or a send asks for them. A task the handler
+//! spawns is outside it, so what it logs or sends carries none of this; headers set explicitly
+//! on a record always win.
 
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::task::futures::TaskLocalFuture;
 
-use crate::record::RecordView;
+use crate::record::{HeldMessage, RecordView};
 use crate::template::SendError;
 
-tokio::task_local! {
-    static HANDLING: Handling;
+thread_local! {
+    /// The handling whose handler future this thread is polling (or dropping), if any: set by
+    /// [`Handled`] for the length of the call only.
+    static CURRENT: Cell<Option<NonNull<Handling>>> = const { Cell::new(None) };
 }
 
 const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
@@ -63,10 +71,11 @@ pub(crate) struct Handling {
     partition: i32,
     offset: i64,
     attempt: u32,
-    /// The headers that records sent while handling inherit.
-    inherited: Vec<(String, Vec<u8>)>,
-    /// Which of them is the correlation id.
-    correlation: Option<usize>,
+    /// The headers that records sent while handling inherit, read from the record when first
+    /// needed (most records are handled without a log line or a send asking for them).
+    inherited: OnceCell<Inherited>,
+    /// Where they are read from when `inherited` is first needed.
+    source: Source,
     delivered_by: DeliveredBy,
     /// The handler's acknowledgment, when it gave it in this task.
     settled: Cell<Option<AckKind>>,
@@ -79,21 +88,90 @@ pub(crate) struct Handling {
     deferred: Cell<Option<PendingReplies>>,
 }
 
-impl Handling {
-    pub(crate) fn new(
-        listener: &'static str,
-        record: &RecordView<'_>,
-        (attempt, delivered_by): (u32, DeliveredBy),
+/// The headers a handling passes on, and which of them is the correlation id.
+#[derive(Default)]
+struct Inherited {
+    headers: Vec<(String, Vec<u8>)>,
+    correlation: Option<usize>,
+}
+
+impl Inherited {
+    fn of<'h>(
+        headers: impl Iterator<Item = (Cow<'h, str>, Option<&'h [u8]>)>,
         correlation_header: &str,
     ) -> Self {
-        let inherited: Vec<(String, Vec<u8>)> = record
-            .headers()
+        let headers: Vec<(String, Vec<u8>)> = headers
             .filter(|(key, _)| key == correlation_header || TRACE_CONTEXT.contains(&key.as_ref()))
             .filter_map(|(key, value)| Some((key.into_owned(), value?.to_vec())))
             .collect();
-        let correlation = inherited
+        let correlation = headers
             .iter()
             .position(|(key, _)| key == correlation_header);
+        Inherited {
+            headers,
+            correlation,
+        }
+    }
+}
+
+/// Where a handling reads the headers it passes on.
+enum Source {
+    /// Read already.
+    Read,
+    /// The librdkafka message being handled, which outlives the handling (see
+    /// [`Handling::reading_later`]), and the name of the correlation header.
+    Held(HeldMessage, Arc<str>),
+}
+
+impl Handling {
+    /// The handling of `record`: the headers it passes on are copied now, so that it may
+    /// outlive the record's message.
+    pub(crate) fn new(
+        listener: &'static str,
+        record: &RecordView<'_>,
+        delivered_by: (u32, DeliveredBy),
+        correlation_header: &str,
+    ) -> Self {
+        let inherited = Inherited::of(record.headers(), correlation_header);
+        Handling::of(
+            listener,
+            record,
+            delivered_by,
+            OnceCell::from(inherited),
+            Source::Read,
+        )
+    }
+
+    /// The handling of `record`, which reads the headers it passes on from the record's message
+    /// only if something asks for them.
+    ///
+    /// # Safety
+    /// The record's message (if it is borrowed from one) must outlive the handling.
+    pub(crate) unsafe fn reading_later(
+        listener: &'static str,
+        record: &RecordView<'_>,
+        delivered_by: (u32, DeliveredBy),
+        correlation_header: &Arc<str>,
+    ) -> Self {
+        match record.held_message() {
+            Some(message) => Handling::of(
+                listener,
+                record,
+                delivered_by,
+                OnceCell::new(),
+                Source::Held(message, Arc::clone(correlation_header)),
+            ),
+            None => Handling::new(listener, record, delivered_by, correlation_header),
+        }
+    }
+
+    fn of(
+        listener: &'static str,
+        record: &RecordView<'_>,
+        (attempt, delivered_by): (u32, DeliveredBy),
+        inherited: OnceCell<Inherited>,
+        source: Source,
+    ) -> Self {
         Handling {
             listener,
             topic: Arc::clone(record.topic),
@@ -101,7 +179,7 @@ impl Handling {
             offset: record.offset,
             attempt,
             inherited,
-            correlation,
+            source,
             delivered_by,
             settled: Cell::new(None),
             batch: None,
@@ -131,8 +209,8 @@ impl Handling {
             partition: first.partition,
             offset: first.offset,
             attempt,
-            inherited: Vec::new(),
-            correlation: None,
+            inherited: OnceCell::from(Inherited::default()),
+            source: Source::Read,
             delivered_by,
             settled: Cell::new(None),
             batch: Some(len),
@@ -156,9 +234,21 @@ impl Handling {
         self.deferred.take()
     }
 
+    /// The headers passed on, read now if they were not yet.
+    fn inherited(&self) -> &Inherited {
+        self.inherited.get_or_init(|| match &self.source {
+            Source::Read => Inherited::default(),
+            // SAFETY: `reading_later`'s caller guarantees that the message outlives `self`.
+            Source::Held(message, correlation_header) => {
+                Inherited::of(unsafe { message.headers() }, correlation_header)
+            }
+        })
+    }
+
     /// The record's correlation id, when it has one.
     pub(crate) fn correlation_id(&self) -> Option<&[u8]> {
-        let (_, value) = self.inherited.get(self.correlation?)?;
+        let inherited = self.inherited();
+        let (_, value) = inherited.headers.get(inherited.correlation?)?;
         Some(value)
     }
 
@@ -207,9 +297,88 @@ impl fmt::Display for Field<'_> {
     }
 }
 
-/// `future` run as the handling of `handling`; `take_value` on it gives `handling` back.
-pub(crate) fn scope<F: Future>(handling: Handling, future: F) -> TaskLocalFuture<Handling, F> {
-    HANDLING.scope(handling, future)
+/// A handler's future run as the handling of its record: the handling is current while the
+/// future is polled or dropped, inside the record's span, and a panic ends it like an error.
+///
+/// One wrapper rather than a task-local, a span and `catch_unwind` layered: a handler that
+/// finishes at once, the common case, costs one poll of it.
+pub(crate) struct Handled<F> {
+    handling: Handling,
+    span: tracing::Span,
+    future: Option<F>,
+}
+
+impl<F: Future + Unpin> Handled<F> {
+    pub(crate) fn new(handling: Handling, span: tracing::Span, future: F) -> Self {
+        Handled {
+            handling,
+            span,
+            future: Some(future),
+        }
+    }
+
+    /// The handling, with what the handler settled and left on its way.
+    pub(crate) fn handling(&self) -> &Handling {
+        &self.handling
+    }
+}
+
+impl<F: Future + Unpin> Future for Handled<F> {
+    /// The handler's output, or its panic.
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Handled {
+            handling,
+            span,
+            future,
+        } = &mut *self;
+        let Some(inner) = future.as_mut() else {
+            return Poll::Pending;
+        };
+        let _entered = span.enter();
+        let _current = Current::set(handling);
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx)));
+        let output = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => Ok(output),
+            Err(panic) => Err(panic),
+        };
+        // Dropped here, with the handling current: what it drops may settle in place.
+        let finished = future.take();
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(finished)));
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for Handled<F> {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            // A handler stopped before it finished: dropped as its handling, like its polls.
+            let _entered = self.span.enter();
+            let _current = Current::set(&self.handling);
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(future)));
+        }
+    }
+}
+
+/// Makes a handling current until dropped, then the one that was before it.
+struct Current(Option<NonNull<Handling>>);
+
+impl Current {
+    fn set(handling: &Handling) -> Self {
+        let previous = CURRENT
+            .try_with(|current| current.replace(Some(NonNull::from(handling))))
+            .ok()
+            .flatten();
+        Current(previous)
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|current| current.set(self.0));
+    }
 }
 
 /// Settles `event` of partition task `task` in place when it is the delivery this task is
@@ -249,13 +418,17 @@ pub(crate) fn defer_replies(pending: PendingReplies) -> Option<PendingReplies> {
 
 /// Calls `f` with the record the current task is handling, if any.
 pub(crate) fn current<R>(f: impl FnOnce(&Handling) -> R) -> Option<R> {
-    HANDLING.try_with(f).ok()
+    let handling = CURRENT.try_with(Cell::get).ok().flatten()?;
+    // SAFETY: `CURRENT` holds a handling only while a `Handled` that owns it is polled or
+    // dropped on this thread (`Current` restores the previous value when that call ends), and
+    // the handling is only read through shared references meanwhile.
+    Some(f(unsafe { handling.as_ref() }))
 }
 
 /// Adds the inherited headers that `headers` does not set itself.
 pub(crate) fn add_inherited(headers: &mut Vec<(String, Vec<u8>)>) {
     current(|handling| {
-        for (key, value) in &handling.inherited {
+        for (key, value) in &handling.inherited().headers {
             if !headers.iter().any(|(existing, _)| existing == key) {
                 headers.push((key.clone(), value.clone()));
             }
@@ -292,21 +465,25 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let mut scoped = std::pin::pin!(scope(handling, async {
-            assert!(
-                !settle(8, event(5, 2, AckKind::Ack)),
-                "another task's token"
-            );
-            assert!(
-                !settle(7, event(5, 1, AckKind::Ack)),
-                "an earlier delivery's"
-            );
-            assert!(!settle(7, event(4, 2, AckKind::Ack)), "another record's");
-            assert!(settle(7, event(5, 2, nack)), "its own");
-            assert!(!settle(7, event(5, 2, AckKind::Ack)), "once");
-        }));
-        runtime.block_on(scoped.as_mut());
-        let settled = scoped.take_value().and_then(|handling| handling.settled());
+        let mut handled = Handled::new(
+            handling,
+            tracing::Span::none(),
+            Box::pin(async {
+                assert!(
+                    !settle(8, event(5, 2, AckKind::Ack)),
+                    "another task's token"
+                );
+                assert!(
+                    !settle(7, event(5, 1, AckKind::Ack)),
+                    "an earlier delivery's"
+                );
+                assert!(!settle(7, event(4, 2, AckKind::Ack)), "another record's");
+                assert!(settle(7, event(5, 2, nack)), "its own");
+                assert!(!settle(7, event(5, 2, AckKind::Ack)), "once");
+            }),
+        );
+        assert!(runtime.block_on(&mut handled).is_ok());
+        let settled = handled.handling().settled();
         assert_eq!(settled, Some(event(5, 2, nack)));
     }
 }

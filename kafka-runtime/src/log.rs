@@ -211,11 +211,17 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("runtime");
-            runtime.block_on(handling::scope(handling(), async {
-                tracing::info!(n = 1, "handled");
-                let span = tracing::info_span!(target: RECORD_SPAN_TARGET, "record", offset = 7);
-                span.in_scope(|| tracing::info!(n = 2, "handled"));
-            }));
+            let handled = handling::Handled::new(
+                handling(),
+                tracing::Span::none(),
+                Box::pin(async {
+                    tracing::info!(n = 1, "handled");
+                    let span =
+                        tracing::info_span!(target: RECORD_SPAN_TARGET, "record", offset = 7);
+                    span.in_scope(|| tracing::info!(n = 2, "handled"));
+                }),
+            );
+            assert!(runtime.block_on(handled).is_ok());
             tracing::info!(n = 3, "handled");
         });
     }

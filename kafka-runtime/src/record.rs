@@ -2,12 +2,12 @@
 
 use std::borrow::Cow;
 use std::ffi::{c_char, c_void, CStr};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
-use rdkafka::bindings::rd_kafka_header_get_all;
-use rdkafka::bindings::rd_kafka_headers_t;
+use rdkafka::bindings::{rd_kafka_header_get_all, rd_kafka_headers_t, rd_kafka_message_headers};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaMessage, RDKafkaRespErr};
 
 /// One record from a topic partition: coordinates, key, value and headers.
 ///
@@ -85,10 +85,45 @@ pub(crate) struct RecordView<'m> {
     headers: HeaderList<'m>,
 }
 
+/// Where a record's headers are. librdkafka parses a message's headers when they are first
+/// asked for, and for a message without headers parses again at every asking (allocating): so
+/// they are asked for only when something reads them, not for every record.
 #[derive(Clone, Copy)]
 enum HeaderList<'m> {
-    Wire(&'m BorrowedHeaders),
+    Message(&'m BorrowedMessage<'m>),
     Owned(&'m [Header]),
+}
+
+/// The message a handling reads its record's headers from, when first asked (see
+/// [`crate::handling::Handling`]); valid while the message is.
+#[derive(Clone, Copy)]
+pub(crate) struct HeldMessage(NonNull<RDKafkaMessage>);
+
+// SAFETY: a plain address; what is done through it is `HeldMessage::headers`, whose caller
+// guarantees the message is alive. librdkafka lets a message be read from any thread.
+unsafe impl Send for HeldMessage {}
+
+impl HeldMessage {
+    /// The headers of the message, in wire order.
+    ///
+    /// # Safety
+    /// The message must still be alive: not destroyed by its `BorrowedMessage`'s drop.
+    pub(crate) unsafe fn headers<'a>(self) -> HeaderIter<'a> {
+        let mut native: *mut rd_kafka_headers_t = std::ptr::null_mut();
+        // SAFETY: the caller guarantees the message is alive; librdkafka writes the address of
+        // its header list (owned by the message) or reports that there is none.
+        let error = unsafe { rd_kafka_message_headers(self.0.as_ptr(), &mut native) };
+        let list = match NonNull::new(native) {
+            Some(native) if error == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {
+                // SAFETY: rdkafka's `BorrowedHeaders` is this very list seen through a
+                // reference (rdkafka builds it by casting the same pointer); it lives as long
+                // as the message, which the caller guarantees for 'a.
+                HeaderSlice::Wire(unsafe { native.cast::<BorrowedHeaders>().as_ref() })
+            }
+            _ => HeaderSlice::Owned(&[]),
+        };
+        HeaderIter { list, index: 0 }
+    }
 }
 
 impl<'m> RecordView<'m> {
@@ -107,9 +142,7 @@ impl<'m> RecordView<'m> {
             timestamp_type,
             key: message.key(),
             value: message.payload(),
-            headers: message
-                .headers()
-                .map_or(HeaderList::Owned(&[]), HeaderList::Wire),
+            headers: HeaderList::Message(message),
         }
     }
 
@@ -129,9 +162,20 @@ impl<'m> RecordView<'m> {
     /// The headers in wire order: names that are not UTF-8 decoded lossily (as Kafka's Java
     /// client does), values as they are.
     pub(crate) fn headers(self) -> HeaderIter<'m> {
-        HeaderIter {
-            list: self.headers,
-            index: 0,
+        let list = match self.headers {
+            HeaderList::Message(message) => message
+                .headers()
+                .map_or(HeaderSlice::Owned(&[]), HeaderSlice::Wire),
+            HeaderList::Owned(headers) => HeaderSlice::Owned(headers),
+        };
+        HeaderIter { list, index: 0 }
+    }
+
+    /// The librdkafka message this record is borrowed from, if it is.
+    pub(crate) fn held_message(self) -> Option<HeldMessage> {
+        match self.headers {
+            HeaderList::Message(message) => NonNull::new(message.ptr()).map(HeldMessage),
+            HeaderList::Owned(_) => None,
         }
     }
 
@@ -174,8 +218,15 @@ impl<'m> RecordView<'m> {
 
 /// The headers of a [`RecordView`], in wire order.
 pub(crate) struct HeaderIter<'m> {
-    list: HeaderList<'m>,
+    list: HeaderSlice<'m>,
     index: usize,
+}
+
+/// A header list being read.
+#[derive(Clone, Copy)]
+enum HeaderSlice<'m> {
+    Wire(&'m BorrowedHeaders),
+    Owned(&'m [Header]),
 }
 
 impl<'m> Iterator for HeaderIter<'m> {
@@ -183,8 +234,8 @@ impl<'m> Iterator for HeaderIter<'m> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let header = match self.list {
-            HeaderList::Wire(headers) => wire_header(headers, self.index),
-            HeaderList::Owned(headers) => headers
+            HeaderSlice::Wire(headers) => wire_header(headers, self.index),
+            HeaderSlice::Owned(headers) => headers
                 .get(self.index)
                 .map(|h| (Cow::Borrowed(h.key.as_str()), h.value.as_deref())),
         };

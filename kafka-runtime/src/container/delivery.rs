@@ -5,9 +5,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use futures_util::FutureExt;
-use tracing::Instrument;
-
 use super::ListenerSpec;
 use crate::ack::Ack;
 use crate::batch::{BatchAck, BatchContext};
@@ -15,7 +12,7 @@ use crate::config::SpanLevel;
 use crate::context::AppContext;
 use crate::dedupe::Screen;
 use crate::extract::RecordContext;
-use crate::handling::{self, AckEvent, DeliveredBy, Handling, PendingReplies};
+use crate::handling::{AckEvent, DeliveredBy, Handled, Handling, PendingReplies};
 use crate::intercept::Intercepted;
 use crate::listener::{HandlerError, Invocation};
 use crate::management::metrics::RecordMetrics;
@@ -78,7 +75,12 @@ pub(crate) async fn deliver(
     metrics: &RecordMetrics,
 ) -> Delivered {
     let view = record.0;
-    let prepared = prepare(spec, invoke, app, record, attempt);
+    let delivered_by = (attempt.number, attempt.delivered_by);
+    // SAFETY: `view` borrows the record's message for longer than this call, and the handling
+    // is created, polled and dropped within it (`run` gives back only its outcome).
+    let handling =
+        unsafe { Handling::reading_later(spec.id, &view, delivered_by, &spec.correlation_header) };
+    let prepared = prepare_handling(spec, invoke, app, record, attempt, handling);
     let delivered = run(prepared, attempt, metrics).await;
     let record = (view.topic.as_ref(), view.partition, view.offset);
     intercepted(
@@ -137,16 +139,26 @@ pub(crate) fn prepare(
     (record, ack): (RecordView<'_>, Option<Ack>),
     attempt: Attempt,
 ) -> Prepared {
+    let delivered_by = (attempt.number, attempt.delivered_by);
+    let handling = Handling::new(spec.id, &record, delivered_by, &spec.correlation_header);
+    prepare_handling(spec, invoke, app, (record, ack), attempt, handling)
+}
+
+/// [`prepare`], in `handling`.
+fn prepare_handling(
+    spec: &ListenerSpec,
+    invoke: fn(&mut RecordContext<'_>) -> Invocation,
+    app: &AppContext,
+    (record, ack): (RecordView<'_>, Option<Ack>),
+    attempt: Attempt,
+    handling: Handling,
+) -> Prepared {
     let span = record_span(spec, &record, attempt.number);
-    let handling = Handling::new(
-        spec.id,
-        &record,
-        (attempt.number, attempt.delivered_by),
-        &spec.correlation_header,
-    )
-    .deferring_replies(spec.defers_replies());
-    if let Some(id) = handling.correlation_id() {
-        span.record("correlation_id", tracing::field::display(Lossy(id)));
+    let handling = handling.deferring_replies(spec.defers_replies());
+    if !span.is_disabled() {
+        if let Some(id) = handling.correlation_id() {
+            span.record("correlation_id", tracing::field::display(Lossy(id)));
+        }
     }
     let invocation = {
         let mut ctx = RecordContext::new(record, ack, app, spec.formats, attempt.number)
@@ -284,14 +296,10 @@ pub(crate) async fn execute(
                     Err(error) => return (Outcome::Failed(error), None, None),
                 }
             }
-            let mut scoped = std::pin::pin!(handling::scope(
-                handling,
-                AssertUnwindSafe(future).catch_unwind().instrument(span),
-            ));
-            let result = scoped.as_mut().await;
-            let handling = scoped.take_value();
-            let settled = handling.as_ref().and_then(Handling::settled);
-            let replies = handling.as_ref().and_then(Handling::take_deferred);
+            let mut handled = Handled::new(handling, span, future);
+            let result = (&mut handled).await;
+            let settled = handled.handling().settled();
+            let replies = handled.handling().take_deferred();
             let outcome = match result {
                 Ok(Ok(())) => Outcome::Handled,
                 Ok(Err(error)) => Outcome::Failed(error),
@@ -318,12 +326,13 @@ pub(crate) async fn deliver_once(
     const TASK: u64 = 0;
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
     let ack = spec.ack_mode.is_manual().then(|| {
-        Ack::new(
-            (events.clone(), TASK),
-            std::sync::Arc::clone(&record.topic),
-            record.partition,
-            (record.offset, 0),
-        )
+        let route = crate::ack::AckRoute {
+            events: events.clone(),
+            task: TASK,
+            topic: std::sync::Arc::clone(&record.topic),
+            partition: record.partition,
+        };
+        Ack::new(std::sync::Arc::new(route), (record.offset, 0))
     });
     let attempt = Attempt {
         number: attempt,

@@ -118,7 +118,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let received = Arc::new(OnceLock::new());
         let ack = spec.ack_mode.is_manual().then(|| {
             BatchAck::new(
-                self.ack_sender.clone(),
+                self.ack_route.events.clone(),
                 Arc::clone(&received),
                 deliveries[0].epoch,
             )

@@ -36,7 +36,7 @@ use super::delivery::{self, Attempt, Delivered, Outcome};
 use super::error_handler;
 use super::tracker::{Delivery, OffsetTracker};
 use super::ListenerSpec;
-use crate::ack::Ack;
+use crate::ack::{Ack, AckRoute};
 use crate::config::{AckMode, Ordering};
 use crate::context::AppContext;
 use crate::control::{Paused, SeekTo};
@@ -131,7 +131,7 @@ pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
     id: u64,
     tracker: OffsetTracker,
     acks: mpsc::UnboundedReceiver<AckEvent>,
-    ack_sender: mpsc::UnboundedSender<AckEvent>,
+    ack_route: Arc<AckRoute>,
     metrics: RecordMetrics,
     failure: Option<Failure>,
     hold: Option<Hold>,
@@ -155,14 +155,21 @@ pub(crate) struct PartitionTask<C: ConsumerContext + 'static> {
 
 impl<C: ConsumerContext + 'static> PartitionTask<C> {
     pub(crate) fn new(setup: PartitionSetup<C>) -> Self {
-        let (ack_sender, acks) = mpsc::unbounded_channel();
+        let (events, acks) = mpsc::unbounded_channel();
         let metrics = RecordMetrics::new(setup.spec.id, &setup.topic);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ack_route = Arc::new(AckRoute {
+            events,
+            task: id,
+            topic: Arc::clone(&setup.topic),
+            partition: setup.partition,
+        });
         PartitionTask {
             setup,
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id,
             tracker: OffsetTracker::default(),
             acks,
-            ack_sender,
+            ack_route,
             metrics,
             failure: None,
             hold: None,
@@ -585,9 +592,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     /// The ack token of `delivery` (manual ack modes).
     fn token(&self, delivery: Delivery) -> Ack {
         Ack::new(
-            (self.ack_sender.clone(), self.id),
-            Arc::clone(&self.setup.topic),
-            self.setup.partition,
+            Arc::clone(&self.ack_route),
             (delivery.offset, delivery.epoch),
         )
     }
