@@ -1,9 +1,14 @@
 //! One delivery of a record to its handler: the arguments extracted, the handler run inside the
 //! record's span and the correlation scope, panics caught, the outcome measured.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use futures_util::future::BoxFuture;
 
 use super::ListenerSpec;
 use crate::ack::Ack;
@@ -14,7 +19,7 @@ use crate::dedupe::Screen;
 use crate::extract::RecordContext;
 use crate::handling::{AckEvent, DeliveredBy, Handled, Handling, PendingReplies};
 use crate::intercept::Intercepted;
-use crate::listener::{HandlerError, Invocation};
+use crate::listener::{HandlerError, HandlerFuture, Invocation};
 use crate::management::metrics::RecordMetrics;
 use crate::record::RecordView;
 
@@ -65,32 +70,71 @@ pub(crate) struct Prepared {
     screen: Option<Screen>,
 }
 
-/// Runs `invoke` (the handler of `spec`) on `record`.
-pub(crate) async fn deliver(
-    spec: &ListenerSpec,
-    invoke: fn(&mut RecordContext<'_>) -> Invocation,
-    app: &AppContext,
-    record: (RecordView<'_>, Option<Ack>),
-    attempt: Attempt,
-    metrics: &RecordMetrics,
-) -> Delivered {
+/// A delivery begun by [`begin`]: ended in the handler's first poll (the common case: nothing
+/// more to wait for, no future kept), or running.
+pub(crate) enum Begun<'a> {
+    Ended(Delivered),
+    Running(BoxFuture<'a, Delivered>),
+}
+
+/// Runs `invoke` (the handler of `spec`) on `record` up to its first poll, with `cx` (the
+/// partition task's): a handler that finishes at once is over when this returns; one that waits
+/// goes on in the future it gives, woken through `cx` meanwhile.
+pub(crate) fn begin<'a>(
+    (spec, invoke): (&'a ListenerSpec, fn(&mut RecordContext<'_>) -> Invocation),
+    app: &'a AppContext,
+    record: (RecordView<'a>, Option<Ack>),
+    (attempt, metrics): (Attempt, &'a RecordMetrics),
+    cx: &mut Context<'_>,
+) -> Begun<'a> {
     let view = record.0;
     let delivered_by = (attempt.number, attempt.delivered_by);
-    // SAFETY: `view` borrows the record's message for longer than this call, and the handling
-    // is created, polled and dropped within it (`run` gives back only its outcome).
+    // SAFETY: `view` borrows the record's message for 'a; the handling lives in this call or in
+    // the future it gives, which 'a bounds.
     let handling =
         unsafe { Handling::reading_later(spec.id, &view, delivered_by, &spec.correlation_header) };
-    let prepared = prepare_handling(spec, invoke, app, record, attempt, handling);
-    let delivered = run(prepared, attempt, metrics).await;
-    let record = (view.topic.as_ref(), view.partition, view.offset);
-    intercepted(
-        app,
-        spec.id,
-        record,
-        (attempt, delivered.ended),
-        &delivered.outcome,
-    );
-    delivered
+    let Prepared {
+        invocation,
+        handling,
+        span,
+        screen,
+        ..
+    } = prepare_handling(spec, invoke, app, record, attempt, handling);
+    let end = move |executed: Executed| {
+        let ended = Instant::now();
+        account(metrics, &executed.0, (1, attempt), ended);
+        let coordinates = (view.topic.as_ref(), view.partition, view.offset);
+        intercepted(app, spec.id, coordinates, (attempt, ended), &executed.0);
+        let (outcome, settled, replies) = executed;
+        Delivered {
+            outcome,
+            settled,
+            replies,
+            ended,
+        }
+    };
+    let future = match future_of(invocation) {
+        Ok(future) => future,
+        Err(outcome) => return Begun::Ended(end((outcome, None, None))),
+    };
+    if screen.is_some() {
+        let prepared = Prepared {
+            invocation: Ok(Some(Invocation::Run(future))),
+            handling,
+            span,
+            records: 1,
+            screen,
+        };
+        return Begun::Running(Box::pin(async move { end(execute(prepared).await) }));
+    }
+    let mut handled = Handled::new(handling, span, future);
+    match Pin::new(&mut handled).poll(cx) {
+        Poll::Ready(result) => Begun::Ended(end(handler_ended(&handled, result))),
+        Poll::Pending => Begun::Running(Box::pin(async move {
+            let result = (&mut handled).await;
+            end(handler_ended(&handled, result))
+        })),
+    }
 }
 
 /// Tells the application's interceptors how a call of `listener`'s handler on `record` (topic,
@@ -275,42 +319,60 @@ pub(crate) async fn execute(
         screen,
         ..
     }: Prepared,
-) -> (Outcome, Option<AckEvent>, Option<PendingReplies>) {
-    match invocation {
-        Err(panic) => (
-            Outcome::Failed(HandlerError::panic(panic.as_ref())),
-            None,
-            None,
-        ),
-        Ok(None) => (Outcome::Filtered, None, None),
-        Ok(Some(Invocation::Rejected(rejection))) => (
-            Outcome::Rejected(HandlerError::rejected(&rejection)),
-            None,
-            None,
-        ),
-        Ok(Some(Invocation::Run(future))) => {
-            if let Some(screen) = &screen {
-                match screen.seen().await {
-                    Ok(false) => {}
-                    Ok(true) => return (Outcome::Duplicate, None, None),
-                    Err(error) => return (Outcome::Failed(error), None, None),
-                }
-            }
-            let mut handled = Handled::new(handling, span, future);
-            let result = (&mut handled).await;
-            let settled = handled.handling().settled();
-            let replies = handled.handling().take_deferred();
-            let outcome = match result {
-                Ok(Ok(())) => Outcome::Handled,
-                Ok(Err(error)) => Outcome::Failed(error),
-                Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
-            };
-            if let (Outcome::Handled, Some(screen)) = (&outcome, &screen) {
-                screen.remember().await;
-            }
-            (outcome, settled, replies)
+) -> Executed {
+    let future = match future_of(invocation) {
+        Ok(future) => future,
+        Err(outcome) => return (outcome, None, None),
+    };
+    if let Some(screen) = &screen {
+        match screen.seen().await {
+            Ok(false) => {}
+            Ok(true) => return (Outcome::Duplicate, None, None),
+            Err(error) => return (Outcome::Failed(error), None, None),
         }
     }
+    let mut handled = Handled::new(handling, span, future);
+    let result = (&mut handled).await;
+    let executed = handler_ended(&handled, result);
+    if let (Outcome::Handled, Some(screen)) = (&executed.0, &screen) {
+        screen.remember().await;
+    }
+    executed
+}
+
+/// What came of a handler call: its outcome, the acknowledgment it gave in its own task, and
+/// the replies it left on their way.
+pub(crate) type Executed = (Outcome, Option<AckEvent>, Option<PendingReplies>);
+
+/// The handler's future of a call; or, when the handler does not run (a panic or a rejection
+/// while its arguments were built, the filter discarding the record), the call's outcome.
+fn future_of(
+    invocation: std::thread::Result<Option<Invocation>>,
+) -> Result<HandlerFuture, Outcome> {
+    let outcome = match invocation {
+        Ok(Some(Invocation::Run(future))) => return Ok(future),
+        Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
+        Ok(None) => Outcome::Filtered,
+        Ok(Some(Invocation::Rejected(rejection))) => {
+            Outcome::Rejected(HandlerError::rejected(&rejection))
+        }
+    };
+    Err(outcome)
+}
+
+/// What a handler's ended call (`result`: its output or its panic) comes to.
+fn handler_ended(
+    handled: &Handled<HandlerFuture>,
+    result: std::thread::Result<Result<(), HandlerError>>,
+) -> Executed {
+    let settled = handled.handling().settled();
+    let replies = handled.handling().take_deferred();
+    let outcome = match result {
+        Ok(Ok(())) => Outcome::Handled,
+        Ok(Err(error)) => Outcome::Failed(error),
+        Err(panic) => Outcome::Failed(HandlerError::panic(panic.as_ref())),
+    };
+    (outcome, settled, replies)
 }
 
 /// Delivers `record` once to the handler of `spec`, outside any partition task (a handler test):

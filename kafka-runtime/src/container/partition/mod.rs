@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::committer::Committer;
-use super::delivery::{self, Attempt, Delivered, Outcome};
+use super::delivery::{self, Attempt, Begun, Delivered, Outcome};
 use super::error_handler;
 use super::tracker::{Delivery, OffsetTracker};
 use super::ListenerSpec;
@@ -423,16 +423,41 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
             self.current = Some((delivery, attempt));
             let ack = spec.ack_mode.is_manual().then(|| self.token(delivery));
             let attempt = self.attempt(attempt, started, delivery);
-            let app = &self.setup.app;
-            let delivered =
-                delivery::deliver(spec, invoke, app, (record, ack), attempt, &self.metrics).await;
+            let delivered = {
+                let (app, metrics) = (&self.setup.app, &self.metrics);
+                let mut arguments = Some((record, ack));
+                let begun = std::future::poll_fn(|cx| match arguments.take() {
+                    Some(record) => Poll::Ready(delivery::begin(
+                        (spec, invoke),
+                        app,
+                        record,
+                        (attempt, metrics),
+                        cx,
+                    )),
+                    None => Poll::Pending,
+                })
+                .await;
+                match begun {
+                    Begun::Ended(delivered) => delivered,
+                    Begun::Running(running) => running.await,
+                }
+            };
             let (handled, ended) = (
                 matches!(delivered.outcome, Outcome::Handled),
                 delivered.ended,
             );
-            // Nothing after the record was read: it can be kept for its retry.
-            self.settle(spec, delivered, (record, true), delivery, attempt.number)
-                .await;
+            if handled {
+                self.settle_handled(
+                    spec,
+                    (delivered.settled, delivered.replies),
+                    delivery,
+                    attempt.number,
+                );
+            } else {
+                // Nothing after the record was read: it can be kept for its retry.
+                self.settle(spec, delivered, (record, true), delivery, attempt.number)
+                    .await;
+            }
             // Settling a failure may have published to a dead-letter topic meanwhile.
             if handled {
                 ended
@@ -443,6 +468,31 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
         let busy = self.tracker.in_flight() > 0;
         self.setup.progress.progressed(busy, ended);
         ended
+    }
+
+    /// Settles a delivery whose handler returned `Ok`: its own ack or nack first, then the
+    /// container's acknowledgment (ack modes `record`, `batch`, `time`, `count`), at once or once
+    /// its replies are delivered.
+    fn settle_handled(
+        &mut self,
+        spec: &ListenerSpec,
+        (settled, replies): (Option<AckEvent>, Option<PendingReplies>),
+        delivery: Delivery,
+        attempt: u32,
+    ) {
+        if let Some(event) = settled {
+            self.on_ack(event, None);
+        }
+        self.drain_acks(None);
+        if let Some(pending) = replies {
+            self.replies.push(Replying {
+                delivery,
+                attempt,
+                pending,
+            });
+        } else if !spec.ack_mode.is_manual() {
+            self.acknowledge(delivery);
+        }
     }
 
     async fn settle(
@@ -460,21 +510,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
     ) {
         let error = match outcome {
             Outcome::Handled => {
-                // The handler's own ack or nack comes first.
-                if let Some(event) = settled {
-                    self.on_ack(event, None);
-                }
-                self.drain_acks(None);
-                if let Some(pending) = replies {
-                    self.replies.push(Replying {
-                        delivery,
-                        attempt,
-                        pending,
-                    });
-                } else if !spec.ack_mode.is_manual() {
-                    self.acknowledge(delivery);
-                }
-                return;
+                return self.settle_handled(spec, (settled, replies), delivery, attempt)
             }
             Outcome::Filtered | Outcome::Duplicate => return self.acknowledge(delivery),
             Outcome::Rejected(error) => {
