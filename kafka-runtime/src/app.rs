@@ -726,7 +726,9 @@ fn resolve(
         shutdown_timeout: settings.listener.shutdown_timeout,
         revoke_timeout: settings.listener.revoke_timeout,
         idle_event_interval: settings.listener.idle_event_interval,
-        correlation_header: settings.listener.correlation_header.as_str().into(),
+        correlation_header: crate::handling::correlation_header(
+            &settings.listener.correlation_header,
+        ),
         record_span: settings.listener.record_span,
         errors,
         retry_topics,

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -120,7 +120,21 @@ enum Source {
     Read,
     /// The librdkafka message being handled, which outlives the handling (see
     /// [`Handling::reading_later`]), and the name of the correlation header.
-    Held(HeldMessage, Arc<str>),
+    Held(HeldMessage, &'static str),
+}
+
+/// `name` (the `listener.correlation-header` setting) as a `&'static str`, kept for the process
+/// once per distinct name: every record's handling refers to it, and a reference count shared
+/// by all partitions would be contended between the threads that run them.
+pub(crate) fn correlation_header(name: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = crate::sync::lock(&NAMES);
+    if let Some(known) = names.iter().find(|known| **known == name) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(name.into());
+    names.push(kept);
+    kept
 }
 
 impl Handling {
@@ -151,7 +165,7 @@ impl Handling {
         listener: &'static str,
         record: &RecordView<'_>,
         delivered_by: (u32, DeliveredBy),
-        correlation_header: &Arc<str>,
+        correlation_header: &'static str,
     ) -> Self {
         match record.held_message() {
             Some(message) => Handling::of(
@@ -159,7 +173,7 @@ impl Handling {
                 record,
                 delivered_by,
                 OnceCell::new(),
-                Source::Held(message, Arc::clone(correlation_header)),
+                Source::Held(message, correlation_header),
             ),
             None => Handling::new(listener, record, delivered_by, correlation_header),
         }

@@ -92,7 +92,7 @@ pub(crate) fn begin<'a>(
     // SAFETY: `view` borrows the record's message for 'a; the handling lives in this call or in
     // the future it gives, which 'a bounds.
     let handling =
-        unsafe { Handling::reading_later(spec.id, &view, delivered_by, &spec.correlation_header) };
+        unsafe { Handling::reading_later(spec.id, &view, delivered_by, spec.correlation_header) };
     let Prepared {
         invocation,
         handling,
@@ -184,7 +184,7 @@ pub(crate) fn prepare(
     attempt: Attempt,
 ) -> Prepared {
     let delivered_by = (attempt.number, attempt.delivered_by);
-    let handling = Handling::new(spec.id, &record, delivered_by, &spec.correlation_header);
+    let handling = Handling::new(spec.id, &record, delivered_by, spec.correlation_header);
     prepare_handling(spec, invoke, app, (record, ack), attempt, handling)
 }
 

@@ -67,7 +67,7 @@ pub(crate) struct ListenerSpec {
     pub(crate) ack_time: Duration,
     pub(crate) poll_timeout: Duration,
     /// The header whose value follows a record into what its handler produces.
-    pub(crate) correlation_header: Arc<str>,
+    pub(crate) correlation_header: &'static str,
     /// The level of each record's span.
     pub(crate) record_span: crate::config::SpanLevel,
     /// How long in-flight handlers may run on at shutdown.
