@@ -348,7 +348,9 @@ impl<F: Future + Unpin> Future for Handled<F> {
             future,
         } = &mut *self;
         let Some(inner) = future.as_mut() else {
-            return Poll::Pending;
+            // A bug of the container's, not the handler's: a silent `Pending` would stall the
+            // partition, a panic fails its task's liveness and is logged.
+            unreachable!("a handler's future polled after it ended");
         };
         let _entered = span.enter();
         let _current = Current::set(handling);
@@ -360,7 +362,7 @@ impl<F: Future + Unpin> Future for Handled<F> {
         };
         // Dropped here, with the handling current: what it drops may settle in place.
         let finished = future.take();
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(finished)));
+        drop_caught(finished);
         Poll::Ready(output)
     }
 }
@@ -371,8 +373,19 @@ impl<F> Drop for Handled<F> {
             // A handler stopped before it finished: dropped as its handling, like its polls.
             let _entered = self.span.enter();
             let _current = Current::set(&self.handling);
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(future)));
+            drop_caught(Some(future));
         }
+    }
+}
+
+/// Drops a handler's future; a panic in its drop is logged, not passed on (the delivery's
+/// outcome is decided already).
+fn drop_caught<F>(future: Option<F>) {
+    if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(future))) {
+        tracing::error!(
+            error = %crate::listener::HandlerError::panic(panic.as_ref()),
+            "a handler's future panicked while it was dropped"
+        );
     }
 }
 

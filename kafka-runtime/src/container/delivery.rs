@@ -90,7 +90,8 @@ pub(crate) fn begin<'a>(
     let view = record.0;
     let delivered_by = (attempt.number, attempt.delivered_by);
     // SAFETY: `view` borrows the record's message for 'a; the handling lives in this call or in
-    // the future it gives, which 'a bounds.
+    // the future it gives, which 'a bounds; nothing takes it out of them (the handler's future
+    // is 'static and sees it only through `handling::current`, whose closure cannot keep it).
     let handling =
         unsafe { Handling::reading_later(spec.id, &view, delivered_by, spec.correlation_header) };
     let Prepared {

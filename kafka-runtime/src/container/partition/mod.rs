@@ -434,7 +434,7 @@ impl<C: ConsumerContext + 'static> PartitionTask<C> {
                         (attempt, metrics),
                         cx,
                     )),
-                    None => Poll::Pending,
+                    None => unreachable!("a ready poll_fn polled again"),
                 })
                 .await;
                 match begun {
